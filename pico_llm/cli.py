@@ -1,0 +1,218 @@
+"""The `pico-llm` command line: argparse in front, the package's pieces behind it.
+
+`pico-llm [train] [flags]` trains (the subcommand may be omitted, as in the seed's
+`python pico-llm.py --model kgram_cnn ...`), `generate` and `eval` use a run folder, `models` lists
+the registered encoders. Any field of the chosen model's config is a flag too: `--n-layers 4`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+from .errors import PicoError
+
+SUBCOMMANDS = ("train", "generate", "eval", "models")
+
+TRAIN_HELP = {
+    "model": "encoder name (see `pico-llm models`)",
+    "data": "a text file or a folder of .txt files",
+    "val_data": "a separate validation file (default: the last 10%% of --data)",
+    "tokenizer": "byte (default, no training), char, or bpe (trained locally)",
+    "vocab_size": "BPE vocabulary size",
+    "context": "tokens of context per training window",
+    "epochs": "passes worth of training tokens (ignored when --max-steps is given)",
+    "time_budget": "stop after this many seconds of wall time (evals included), then run the final eval",
+    "out": "run folder (default experiments/results/<timestamp>-<model>)",
+    "device": "auto, cpu, cuda or mps",
+    "dtype": "autocast dtype: auto (bfloat16 where the hardware has it), float32, bfloat16, float16",
+}
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _converter(annotation):
+    """A str -> value function for a dataclass field's type (int, float, bool, str, tuples, optionals)."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is tuple:
+        item = _converter(args[0])
+        return lambda text: tuple(item(part) for part in text.split(",") if part)
+    if origin is not None and len(args) == 1:  # Optional[X]
+        return _converter(args[0])
+    return {bool: _parse_bool}.get(annotation, annotation)
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    from .config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=_converter(hints[field.name]),
+            default=None,
+            help=TRAIN_HELP.get(field.name, f"default {field.default}"),
+        )
+    parser.add_argument("--config", default=None, help="JSON config file (default experiments/config.json)")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its checkpoint.pt")
+
+
+def _model_flags(model_name: str, extra: list[str]) -> dict:
+    """Parse `--field-name VALUE` pairs left over by argparse as fields of the model's config."""
+    from .models.registry import model_class
+
+    config_cls = model_class(model_name).Config
+    hints = typing.get_type_hints(config_cls)
+    fields: dict = {}
+    i = 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--"):
+            raise PicoError(f"unexpected argument {token!r}; see `pico-llm train --help`")
+        name, _, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        if not value:
+            if i + 1 >= len(extra):
+                raise PicoError(f"--{name.replace('_', '-')} needs a value")
+            value = extra[i + 1]
+            i += 1
+        if name not in hints or name in ("vocab_size", "context"):
+            known = sorted(f.name.replace("_", "-") for f in dataclasses.fields(config_cls) if f.name not in ("vocab_size", "context"))
+            raise PicoError(f"unknown flag --{name.replace('_', '-')} for model {model_name!r}; its fields are --{', --'.join(known)}")
+        try:
+            fields[name] = _converter(hints[name])(value)
+        except ValueError as err:
+            raise PicoError(f"bad value for --{name.replace('_', '-')}: {err}") from None
+        i += 1
+    return fields
+
+
+def cmd_train(argv: list[str]) -> int:
+    from .config import read_config_file, resolve
+    from .training.launch import resume_training, start_training
+
+    parser = argparse.ArgumentParser(prog="pico-llm train", description="Train a model; writes a run folder.")
+    _add_train_flags(parser)
+    args, extra = parser.parse_known_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume")}
+    if args.resume:
+        if extra:
+            raise PicoError("model fields cannot change when resuming; drop " + " ".join(extra[::2]))
+        trainer, folder = resume_training(args.resume, flags)
+    else:
+        file_config = read_config_file(args.config)
+        model_name = flags["model"] or file_config.get("train", {}).get("model") or "kgram_cnn"
+        config, model_fields = resolve(file_config, flags, _model_flags(model_name, extra))
+        trainer, folder = start_training(config, model_fields)
+    print(f"run folder: {folder.path}  ({trainer.model.num_params():,} params, {trainer.device.type}, {str(trainer.dtype)[6:]})")
+    summary = trainer.fit()
+    if trainer.interrupted:
+        folder.plot()
+        print(f"interrupted at step {trainer.step}; checkpoint saved. Continue with: pico-llm train --resume {folder.path}")
+        return 130
+    print(
+        f"done: {summary['steps']} steps, val loss {summary['val_loss']:.4f}, "
+        f"val bits/byte {summary['val_bits_per_byte']:.4f}, {summary['train_tokens_per_second']:.0f} tokens/s"
+    )
+    sample = (folder.path / "samples.txt").read_text().rsplit("===\n", 1)[-1].strip()
+    print(f"sample:\n{sample}\nrun folder: {folder.path}")
+    return 0
+
+
+def _add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", default="", help="text to continue (empty: start from a newline)")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 is greedy")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+
+
+def cmd_generate(argv: list[str]) -> int:
+    from .training.run import load_run
+
+    parser = argparse.ArgumentParser(prog="pico-llm generate", description="Generate text from a trained run.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--device", default="auto")
+    _add_sampling_flags(parser)
+    args = parser.parse_args(argv)
+    if args.max_new_tokens < 0:
+        raise PicoError(f"--max-new-tokens must be ≥ 0, got {args.max_new_tokens}")
+    run = load_run(args.run_dir, device=args.device)
+    text = run.generate(
+        args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+    )
+    print(args.prompt + text)
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from .data import read_corpus, tokenize_cached
+    from .training.device import autocast_for, pick_dtype
+    from .training.metrics import evaluate
+    from .training.run import load_run
+
+    parser = argparse.ArgumentParser(prog="pico-llm eval", description="Evaluate a run's model on a text; prints JSON.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--data", required=True, help="text file or folder to evaluate on")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    run = load_run(args.run_dir, device=args.device)
+    tokens = tokenize_cached(read_corpus(args.data), run.tokenizer)
+    context = run.model.config.context
+    if len(tokens) <= 1:
+        raise PicoError(f"{args.data} has too few tokens to evaluate; give it more text")
+    device = next(run.model.parameters()).device
+    autocast = autocast_for(device, pick_dtype("auto", device))
+    metrics = evaluate(run.model, tokens, run.tokenizer.token_byte_lengths(), min(context, len(tokens) - 1),
+                       args.batch_size, device, autocast=autocast)
+    print(json.dumps(metrics))
+    return 0
+
+
+def cmd_models(argv: list[str]) -> int:
+    from .models.registry import build_model, model_class, model_names
+
+    argparse.ArgumentParser(prog="pico-llm models", description="List the registered encoders.").parse_args(argv)
+    for name in model_names():
+        params = build_model(name).num_params()
+        print(f"{name:<14} {params:>10,} params  {model_class(name).description}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: pico-llm {{{','.join(SUBCOMMANDS)}}} [flags]   (train is the default; "
+              "`pico-llm train --help` for its flags)")
+        return 0
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "train"
+    try:
+        return COMMANDS[command](argv)
+    except PicoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""K-gram CNN: a residual stack of causal, optionally dilated, multi-branch 1-D convolutions.
+
+Each block normalises its input, runs parallel convolution branches of different kernel widths (each
+padded on the left only, so position t never sees t+1), aggregates the branches per position by
+max-pooling or by a softmax-weighted ("attention-like") sum, and adds the result to the residual
+stream. Dilations that double per layer (1, 2, 4, ...) give a receptive field that grows
+exponentially with depth, the WaveNet recipe for long range at a small cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import BaseConfig, LanguageModel
+from .processors import TokenInput, check_choice
+from .registry import register_model
+
+AGGREGATIONS = ("max", "attention")
+
+
+@dataclass
+class KgramCNNConfig(BaseConfig):
+    width: int = 192
+    n_layers: int = 7
+    kernel_sizes: tuple[int, ...] = (3,)
+    dilation_base: int = 2
+    dilation_cycle: int = 8
+    gated: bool = True
+    layer_norm: bool = True
+    aggregation: str = "max"
+    dropout: float = 0.0
+    pos_embedding: str = "none"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
+        if not self.kernel_sizes or min(self.kernel_sizes) < 1:
+            raise ValueError(f"kernel_sizes must be positive widths, got {self.kernel_sizes}")
+        for field in ("width", "n_layers", "dilation_base", "dilation_cycle"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        check_choice("aggregation", self.aggregation, AGGREGATIONS)
+
+    def dilation(self, layer: int) -> int:
+        return self.dilation_base ** (layer % self.dilation_cycle)
+
+
+class CausalConv1d(nn.Conv1d):
+    """Conv1d on [B, C, T] padded on the left only: output t depends on inputs ≤ t."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1):
+        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation)
+        self.left_pad = (kernel_size - 1) * dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (self.left_pad, 0)))
+
+
+class ConvBranch(nn.Module):
+    """One kernel width: causal conv, then GLU (gated) or GELU."""
+
+    def __init__(self, width: int, kernel_size: int, dilation: int, gated: bool):
+        super().__init__()
+        self.gated = gated
+        self.conv = CausalConv1d(width, 2 * width if gated else width, kernel_size, dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return F.glu(h, dim=1) if self.gated else F.gelu(h)
+
+
+class ConvBlock(nn.Module):
+    """Pre-norm residual block of parallel conv branches, aggregated per position."""
+
+    def __init__(self, config: KgramCNNConfig, dilation: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.width) if config.layer_norm else nn.Identity()
+        self.branches = nn.ModuleList(
+            ConvBranch(config.width, k, dilation, config.gated) for k in config.kernel_sizes
+        )
+        self.aggregation = config.aggregation
+        if config.aggregation == "attention" and len(self.branches) > 1:
+            self.branch_query = nn.Parameter(torch.zeros(config.width))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def aggregate(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        if len(outputs) == 1:
+            return outputs[0]
+        stacked = torch.stack(outputs, dim=1)  # [B, branches, C, T]
+        if self.aggregation == "max":
+            return stacked.amax(dim=1)
+        scores = torch.einsum("bnct,c->bnt", stacked, self.branch_query) / stacked.shape[2] ** 0.5
+        return torch.einsum("bnct,bnt->bct", stacked, scores.softmax(dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return x + self.dropout(self.aggregate([branch(h) for branch in self.branches]))
+
+
+@register_model("kgram_cnn")
+class KgramCNN(LanguageModel):
+    Config = KgramCNNConfig
+    description = "residual causal multi-branch 1-D CNN with dilations, GLU and max/attention pooling"
+
+    def __init__(self, config: KgramCNNConfig):
+        super().__init__(config)
+        self.input = TokenInput(config.vocab_size, config.width, config.context, config.pos_embedding, config.dropout)
+        self.blocks = nn.ModuleList(ConvBlock(config, config.dilation(i)) for i in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.width) if config.layer_norm else nn.Identity()
+        self.head = nn.Linear(config.width, config.vocab_size)
+
+    def receptive_field(self) -> int:
+        """How many tokens (including the current one) can influence a prediction."""
+        reach = sum((max(self.config.kernel_sizes) - 1) * self.config.dilation(i) for i in range(self.config.n_layers))
+        return reach + 1
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.input(tokens).transpose(1, 2)  # [B, C, T]: the layout conv1d wants
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x.transpose(1, 2)))

@@ -1,0 +1,72 @@
+"""Token processors: what happens between token ids and an encoder's first layer.
+
+Shared by every encoder so that "add learned positions" or "look at the last k tokens" means the same
+thing everywhere: token embedding, optional positional embedding, k-gram windowing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POSITIONAL_KINDS = ("none", "learned", "sinusoidal")
+
+
+def check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{field} must be one of {', '.join(choices)}, got {value!r}")
+
+
+class PositionalEmbedding(nn.Module):
+    """Absolute position information added to token embeddings: none, learned or sinusoidal."""
+
+    def __init__(self, kind: str, context: int, dim: int):
+        super().__init__()
+        check_choice("pos_embedding", kind, POSITIONAL_KINDS)
+        self.kind = kind
+        if kind == "learned":
+            self.table = nn.Parameter(torch.randn(context, dim) * 0.02)
+        elif kind == "sinusoidal":
+            self.register_buffer("table", sinusoidal_table(context, dim), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        if self.kind == "none":
+            return x
+        return x + self.table[offset : offset + x.shape[1]]
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """The fixed sin/cos position table of "Attention Is All You Need"."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table
+
+
+class TokenInput(nn.Module):
+    """Token embedding + positional embedding + dropout: the common front of every encoder."""
+
+    def __init__(self, vocab_size: int, dim: int, context: int, pos_embedding: str = "none", dropout: float = 0.0):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.position = PositionalEmbedding(pos_embedding, context, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return self.dropout(self.position(self.embed(tokens), offset))
+
+
+def kgram_window(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Stack each position with its k-1 predecessors: [B, T, D] -> [B, T, k*D], oldest first.
+
+    Positions before the start are zeros, so position t sees exactly tokens t-k+1..t (causal).
+    """
+    batch, length, dim = x.shape
+    padded = F.pad(x, (0, 0, k - 1, 0))
+    windows = padded.unfold(1, k, 1)  # [B, T, D, k]
+    return windows.transpose(2, 3).reshape(batch, length, k * dim)

@@ -1,0 +1,80 @@
+"""Model registry: maps a name to an encoder class, so a new encoder is one file and one decorator.
+
+A model is described by its registered name plus its dataclass config; `model_spec` turns that into
+plain JSON and `build_model` turns JSON back into a model, which is how a checkpoint rebuilds its own
+model without pickled code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Any
+
+from ..errors import PicoError
+
+MODELS: dict[str, type] = {}
+
+
+def register_model(name: str):
+    """Class decorator: make an encoder available as `--model NAME`."""
+
+    def decorate(cls):
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_builtin_models() -> None:
+    """Import every module of this package once so their decorators run."""
+    from . import __path__ as package_path
+
+    for info in pkgutil.iter_modules(package_path):
+        importlib.import_module(f"{__package__}.{info.name}")
+
+
+def model_class(name: str) -> type:
+    _load_builtin_models()
+    if name not in MODELS:
+        raise PicoError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))} (see `pico-llm models`)")
+    return MODELS[name]
+
+
+def model_names() -> list[str]:
+    _load_builtin_models()
+    return sorted(MODELS)
+
+
+def make_config(name: str, **fields: Any):
+    """The named model's config with `fields` overriding its defaults; unknown fields are an error."""
+    config_cls = model_class(name).Config
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        flags = ", ".join("--" + u.replace("_", "-") for u in unknown)
+        raise PicoError(f"model {name!r} has no field {flags}; its fields are: {', '.join(sorted(known))}")
+    try:
+        return config_cls(**fields)
+    except (TypeError, ValueError) as err:
+        raise PicoError(f"bad {name} config: {err}") from None
+
+
+def build_model(name_or_spec: str | dict, **fields: Any):
+    """Build a model from its name and config fields, or from a spec dict written by `model_spec`."""
+    if isinstance(name_or_spec, dict):
+        spec = dict(name_or_spec)
+        name = spec.pop("name")
+        fields = {**spec, **fields}
+    else:
+        name = name_or_spec
+    return model_class(name)(make_config(name, **fields))
+
+
+def model_spec(model) -> dict:
+    """JSON-serialisable description of a model: its name and every config field."""
+    return {"name": model.name, **dataclasses.asdict(model.config)}

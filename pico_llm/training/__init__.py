@@ -1,0 +1,1 @@
+"""The training loop, its metrics, checkpoints, run folder and plots."""

@@ -1,0 +1,29 @@
+"""curves.png: train/val loss and val perplexity against steps and against wall time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_curves(records: list[dict], path: str | Path) -> None:
+    """Draw the metrics log as a 2×2 grid; matplotlib is imported here so the core stays light."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in records if r.get("train_loss") is not None]
+    val = [r for r in records if r.get("val_loss") is not None]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    for column, (x_key, x_label) in enumerate([("step", "step"), ("wall_seconds", "wall time (s)")]):
+        loss_ax, ppl_ax = axes[0, column], axes[1, column]
+        loss_ax.plot([r[x_key] for r in train], [r["train_loss"] for r in train], label="train loss", alpha=0.7)
+        loss_ax.plot([r[x_key] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
+        loss_ax.set(xlabel=x_label, ylabel="loss (nats/token)", title=f"loss vs {x_label}")
+        loss_ax.legend()
+        ppl_ax.plot([r[x_key] for r in val], [r["val_perplexity"] for r in val], "o-", color="tab:green")
+        ppl_ax.set(xlabel=x_label, ylabel="val perplexity", title=f"val perplexity vs {x_label}", yscale="log")
+        for ax in (loss_ax, ppl_ax):
+            ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
