@@ -25,8 +25,9 @@ TRAIN_HELP = {
     "tokenizer": "byte (default, no training), char, or bpe (trained locally)",
     "vocab_size": "BPE vocabulary size",
     "context": "tokens of context per training window",
-    "epochs": "passes worth of training tokens (ignored when --max-steps is given)",
+    "epochs": "passes worth of training tokens (default 1, or unbounded with --time-budget; --max-steps wins)",
     "time_budget": "stop after this many seconds of wall time (evals included), then run the final eval",
+    "plugins": "comma-separated Python files that register extra encoders",
     "out": "run folder (default experiments/results/<timestamp>-<model>)",
     "device": "auto, cpu, cuda or mps",
     "dtype": "autocast dtype: auto (bfloat16 where the hardware has it), float32, bfloat16, float16",
@@ -101,6 +102,7 @@ def _model_flags(model_name: str, extra: list[str]) -> dict:
 
 def cmd_train(argv: list[str]) -> int:
     from .config import read_config_file, resolve
+    from .models.registry import load_plugins
     from .training.launch import resume_training, start_training
 
     parser = argparse.ArgumentParser(prog="pico-llm train", description="Train a model; writes a run folder.")
@@ -113,6 +115,7 @@ def cmd_train(argv: list[str]) -> int:
         trainer, folder = resume_training(args.resume, flags)
     else:
         file_config = read_config_file(args.config)
+        load_plugins(flags["plugins"] or file_config.get("train", {}).get("plugins", ()))
         model_name = flags["model"] or file_config.get("train", {}).get("model") or "kgram_cnn"
         config, model_fields = resolve(file_config, flags, _model_flags(model_name, extra))
         trainer, folder = start_training(config, model_fields)
@@ -185,9 +188,11 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_models(argv: list[str]) -> int:
-    from .models.registry import build_model, model_class, model_names
+    from .models.registry import build_model, load_plugins, model_class, model_names
 
-    argparse.ArgumentParser(prog="pico-llm models", description="List the registered encoders.").parse_args(argv)
+    parser = argparse.ArgumentParser(prog="pico-llm models", description="List the registered encoders.")
+    parser.add_argument("--plugins", default="", help="comma-separated encoder files to register first")
+    load_plugins(p for p in parser.parse_args(argv).plugins.split(",") if p)
     for name in model_names():
         params = build_model(name).num_params()
         print(f"{name:<14} {params:>10,} params  {model_class(name).description}")

@@ -24,6 +24,7 @@ class TrainConfig:
     """Everything about a run that is not the model's own shape."""
 
     model: str = "kgram_cnn"
+    plugins: tuple[str, ...] = ()
     data: str = "data/sample_text.txt"
     val_data: str | None = None
     tokenizer: str = "byte"
@@ -36,7 +37,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     beta2: float = 0.99
     grad_clip: float = 1.0
-    epochs: float = 1.0
+    epochs: float | None = None
     max_steps: int | None = None
     time_budget: float | None = None
     eval_every: int = 250
@@ -50,13 +51,13 @@ class TrainConfig:
     sample_tokens: int = 200
 
     def validate(self) -> "TrainConfig":
-        positive = ["context", "batch_size", "epochs", "eval_every", "eval_tokens", "log_every", "vocab_size"]
+        positive = ["context", "batch_size", "eval_every", "eval_tokens", "log_every", "vocab_size"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise PicoError(f"--{flag(name)} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise PicoError(f"--lr must be a positive learning rate, got {self.lr}")
-        for name in ("max_steps", "time_budget"):
+        for name in ("epochs", "max_steps", "time_budget"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise PicoError(f"--{flag(name)} must be positive, got {value}")

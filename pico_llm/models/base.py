@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -10,16 +11,26 @@ from torch import nn
 
 @dataclass
 class BaseConfig:
-    """Fields every model has: the vocabulary it predicts and the longest context it is trained on."""
+    """Fields every model has: vocabulary, longest context, and the token processors in front.
+
+    `pos_embedding` adds absolute positions (none, learned, sinusoidal; attention models also take
+    rotary); `stack` merges each token with its stack-1 predecessors into one input vector (byte
+    patches).
+    """
 
     vocab_size: int = 256
     context: int = 128
+    pos_embedding: str = "none"
+    stack: int = 1
+
+    positions: ClassVar[tuple[str, ...]] = ("none", "learned", "sinusoidal")
 
     def __post_init__(self) -> None:
-        if self.vocab_size <= 0:
-            raise ValueError(f"vocab_size must be positive, got {self.vocab_size}")
-        if self.context <= 0:
-            raise ValueError(f"context must be positive, got {self.context}")
+        for field in ("vocab_size", "context", "stack"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        if self.pos_embedding not in self.positions:
+            raise ValueError(f"pos_embedding must be one of {', '.join(self.positions)} for this model, got {self.pos_embedding!r}")
 
 
 class LanguageModel(nn.Module):
@@ -31,6 +42,7 @@ class LanguageModel(nn.Module):
     name: str = ""
     Config: type = BaseConfig
     description: str = ""
+    debug: ClassVar[dict] = {}  # field overrides for a tiny, fast flavour used by tests and CI
 
     def __init__(self, config: BaseConfig):
         super().__init__()

@@ -33,7 +33,6 @@ class KgramCNNConfig(BaseConfig):
     layer_norm: bool = True
     aggregation: str = "max"
     dropout: float = 0.0
-    pos_embedding: str = "none"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -101,25 +100,41 @@ class ConvBlock(nn.Module):
         return x + self.dropout(self.aggregate([branch(h) for branch in self.branches]))
 
 
-@register_model("kgram_cnn")
-class KgramCNN(LanguageModel):
-    Config = KgramCNNConfig
-    description = "residual causal multi-branch 1-D CNN with dilations, GLU and max/attention pooling"
+class ConvStack(nn.Module):
+    """Token input and the residual conv blocks: [B, T] ids -> [B, C, T] features (used by hybrids too)."""
 
     def __init__(self, config: KgramCNNConfig):
-        super().__init__(config)
-        self.input = TokenInput(config.vocab_size, config.width, config.context, config.pos_embedding, config.dropout)
+        super().__init__()
+        self.config = config
+        self.input = TokenInput(config, config.width, config.dropout)
         self.blocks = nn.ModuleList(ConvBlock(config, config.dilation(i)) for i in range(config.n_layers))
-        self.norm = nn.LayerNorm(config.width) if config.layer_norm else nn.Identity()
-        self.head = nn.Linear(config.width, config.vocab_size)
 
     def receptive_field(self) -> int:
         """How many tokens (including the current one) can influence a prediction."""
         reach = sum((max(self.config.kernel_sizes) - 1) * self.config.dilation(i) for i in range(self.config.n_layers))
-        return reach + 1
+        return reach + self.config.stack
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.input(tokens).transpose(1, 2)  # [B, C, T]: the layout conv1d wants
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x.transpose(1, 2)))
+        return x
+
+
+@register_model("kgram_cnn")
+class KgramCNN(LanguageModel):
+    Config = KgramCNNConfig
+    description = "residual causal multi-branch 1-D CNN with dilations, GLU and max/attention pooling"
+    debug = {"width": 16, "n_layers": 3, "kernel_sizes": (2, 3)}
+
+    def __init__(self, config: KgramCNNConfig):
+        super().__init__(config)
+        self.features = ConvStack(config)
+        self.norm = nn.LayerNorm(config.width) if config.layer_norm else nn.Identity()
+        self.head = nn.Linear(config.width, config.vocab_size)
+
+    def receptive_field(self) -> int:
+        return self.features.receptive_field()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.features(tokens).transpose(1, 2)))

@@ -24,7 +24,6 @@ class KgramMLPConfig(BaseConfig):
     n_layers: int = 2
     dropout: float = 0.0
     layer_norm: bool = False
-    pos_embedding: str = "none"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -37,10 +36,11 @@ class KgramMLPConfig(BaseConfig):
 class KgramMLP(LanguageModel):
     Config = KgramMLPConfig
     description = "Bengio-style MLP over the concatenated embeddings of the last k tokens"
+    debug = {"k": 4, "embed_dim": 8, "hidden": 32}
 
     def __init__(self, config: KgramMLPConfig):
         super().__init__(config)
-        self.input = TokenInput(config.vocab_size, config.embed_dim, config.context, config.pos_embedding)
+        self.input = TokenInput(config, config.embed_dim)
         layers: list[nn.Module] = []
         width = config.k * config.embed_dim
         for _ in range(config.n_layers):

@@ -12,9 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-POSITIONAL_KINDS = ("none", "learned", "sinusoidal")
-
-
 def check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{field} must be one of {', '.join(choices)}, got {value!r}")
@@ -25,7 +22,6 @@ class PositionalEmbedding(nn.Module):
 
     def __init__(self, kind: str, context: int, dim: int):
         super().__init__()
-        check_choice("pos_embedding", kind, POSITIONAL_KINDS)
         self.kind = kind
         if kind == "learned":
             self.table = nn.Parameter(torch.randn(context, dim) * 0.02)
@@ -33,7 +29,7 @@ class PositionalEmbedding(nn.Module):
             self.register_buffer("table", sinusoidal_table(context, dim), persistent=False)
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        if self.kind == "none":
+        if self.kind not in ("learned", "sinusoidal"):
             return x
         return x + self.table[offset : offset + x.shape[1]]
 
@@ -49,16 +45,24 @@ def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
 
 
 class TokenInput(nn.Module):
-    """Token embedding + positional embedding + dropout: the common front of every encoder."""
+    """The common front of every encoder: token embedding, optional stacking, positions, dropout.
 
-    def __init__(self, vocab_size: int, dim: int, context: int, pos_embedding: str = "none", dropout: float = 0.0):
+    Rotary positions are applied inside attention, so here they (like "none") add nothing.
+    """
+
+    def __init__(self, config, dim: int, dropout: float = 0.0):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, dim)
-        self.position = PositionalEmbedding(pos_embedding, context, dim)
+        self.embed = nn.Embedding(config.vocab_size, dim)
+        self.stack = config.stack
+        self.stack_proj = nn.Linear(config.stack * dim, dim) if config.stack > 1 else None
+        self.position = PositionalEmbedding(config.pos_embedding, config.context, dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        return self.dropout(self.position(self.embed(tokens), offset))
+        x = self.embed(tokens)
+        if self.stack_proj is not None:
+            x = self.stack_proj(kgram_window(x, self.stack))
+        return self.dropout(self.position(x, offset))
 
 
 def kgram_window(x: torch.Tensor, k: int) -> torch.Tensor:

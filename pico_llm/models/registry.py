@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import pkgutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import PicoError
@@ -36,6 +39,21 @@ def _load_builtin_models() -> None:
 
     for info in pkgutil.iter_modules(package_path):
         importlib.import_module(f"{__package__}.{info.name}")
+
+
+def load_plugins(paths) -> None:
+    """Import encoder files given by path (e.g. `--plugins my_encoder.py`) so they register themselves."""
+    for path in paths:
+        path = Path(path).resolve()
+        module_name = f"pico_llm_plugin_{path.stem}"
+        if module_name in sys.modules:
+            continue
+        if not path.is_file():
+            raise PicoError(f"plugin file {path} does not exist; pass --plugins PATH.py with an encoder in it")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
 
 
 def model_class(name: str) -> type:

@@ -10,7 +10,7 @@ import torch
 from ..config import TrainConfig
 from ..data import load_corpus
 from ..errors import PicoError
-from ..models.registry import build_model
+from ..models.registry import build_model, load_plugins
 from ..tokenizers import tokenizer_from_state
 from .checkpoint import load_checkpoint
 from .progress import ProgressBar
@@ -20,6 +20,8 @@ from .trainer import Callback, Trainer
 
 def start_training(config: TrainConfig, model_fields: dict, callbacks: list[Callback] = ()) -> tuple[Trainer, RunFolder]:
     """Build a fresh run: tokenize the data, build the model (seeded) and open its run folder."""
+    config = replace(config, plugins=tuple(str(Path(p).resolve()) for p in config.plugins))
+    load_plugins(config.plugins)
     corpus = load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_data)
     corpus.check_context(config.context)
     torch.manual_seed(config.seed)
@@ -46,6 +48,7 @@ def resume_training(run_dir: str | Path, train_flags: dict, callbacks: list[Call
             )
     config = TrainConfig(**{**saved["train"], **{k: v for k, v in train_flags.items() if v is not None}})
     config = replace(config.validate(), out=str(run_dir))
+    load_plugins(config.plugins)
     tokenizer = tokenizer_from_state(state["tokenizer"])
     corpus = load_corpus(config.data, tokenizer, config.vocab_size, config.val_data)
     model = build_model(state["model_spec"])

@@ -9,7 +9,7 @@ class ProgressBar(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, unit="step", disable=None, dynamic_ncols=True)
+        self.bar = tqdm(total=None if trainer.total_steps == float("inf") else trainer.total_steps, initial=trainer.step, unit="step", disable=None, dynamic_ncols=True)
 
     def on_log(self, trainer: Trainer, record: dict) -> None:
         self.bar.update(trainer.step - self.bar.n)

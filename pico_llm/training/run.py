@@ -22,8 +22,8 @@ import torch
 from ..config import TrainConfig
 from ..errors import PicoError
 from ..generation import generate
-from ..models.registry import build_model, model_spec
-from ..tokenizers import Tokenizer, load_tokenizer, tokenizer_from_state
+from ..models.registry import build_model, load_plugins, model_spec
+from ..tokenizers import Tokenizer, tokenizer_from_state
 from .checkpoint import load_checkpoint
 from .device import pick_device
 from .plots import plot_curves
@@ -110,9 +110,10 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -
     files = [path / n for n in names if (path / n).is_file()]
     if not files:
         raise PicoError(f"{path} has no checkpoint yet; train it (or resume it) first")
+    load_plugins(config["train"].get("plugins", ()))
     state = load_checkpoint(files[0])
     model = build_model(state["model_spec"])
     model.load_state_dict(state["model"])
-    tokenizer = tokenizer_from_state(state["tokenizer"]) if "tokenizer" in state else load_tokenizer(path)
+    tokenizer = tokenizer_from_state(state["tokenizer"])
     model.to(pick_device(device)).eval()
     return Run(path, model, tokenizer, config)

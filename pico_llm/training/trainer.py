@@ -80,10 +80,14 @@ class Trainer:
         fused = self.device.type == "cuda"
         return torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, self.config.beta2), fused=fused)
 
-    def _total_steps(self) -> int:
-        if self.config.max_steps is not None:
-            return self.config.max_steps
-        return max(1, math.ceil(self.config.epochs * len(self.corpus.train) / self.tokens_per_step))
+    def _total_steps(self) -> int | float:
+        """--max-steps, else --epochs worth of steps; with only a time budget, unbounded; else 1 epoch."""
+        cfg = self.config
+        if cfg.max_steps is not None:
+            return cfg.max_steps
+        if cfg.epochs is None and cfg.time_budget is not None:
+            return math.inf
+        return max(1, math.ceil((cfg.epochs or 1.0) * len(self.corpus.train) / self.tokens_per_step))
 
     @property
     def epoch(self) -> float:

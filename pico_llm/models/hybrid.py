@@ -1,0 +1,112 @@
+"""CNN hybrids: convolution for cheap local patterns, plus what a CNN lacks.
+
+- `cnn_attention`: causal dilated conv blocks (the kgram_cnn block) with a transformer block every
+  `attention_every` layers. Convolutions model spelling and short-range syntax at a fraction of
+  attention's cost; the sparse attention layers add content-based long-range recall (names, quotes,
+  repeated phrases) that a fixed receptive field cannot reach.
+- `cnn_mlp`: a K-gram CNN feature extractor feeding a K-gram MLP head: the MLP sees the last `k`
+  positions of CNN features instead of raw embeddings, so each of its k inputs already summarises a
+  dilated neighbourhood; a cheap way to widen an MLP's view without a long k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .base import LanguageModel
+from .kgram_cnn import ConvBlock, ConvStack, KgramCNNConfig
+from .layers import MLPS, NORMS, TransformerBlock, make_norm
+from .processors import TokenInput, check_choice, kgram_window
+from .registry import register_model
+
+
+@dataclass
+class CNNAttentionConfig(KgramCNNConfig):
+    n_layers: int = 6
+    attention_every: int = 3
+    n_head: int = 4
+    norm: str = "rmsnorm"
+    mlp: str = "swiglu"
+    pos_embedding: str = "rotary"
+
+    positions: ClassVar[tuple[str, ...]] = ("rotary", "learned", "sinusoidal", "none")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.attention_every <= 0:
+            raise ValueError(f"attention_every must be positive, got {self.attention_every}")
+        if self.width % self.n_head:
+            raise ValueError(f"width {self.width} must be divisible by n_head {self.n_head}")
+        check_choice("norm", self.norm, NORMS)
+        check_choice("mlp", self.mlp, MLPS)
+
+
+@register_model("cnn_attention")
+class CNNAttention(LanguageModel):
+    Config = CNNAttentionConfig
+    description = "dilated causal CNN blocks with a transformer block every N layers (local + long-range)"
+    debug = {"width": 32, "n_layers": 4, "attention_every": 2, "n_head": 2}
+
+    def __init__(self, config: CNNAttentionConfig):
+        super().__init__(config)
+        self.input = TokenInput(config, config.width, config.dropout)
+        rotary = config.pos_embedding == "rotary"
+        layers: list[nn.Module] = []
+        for i in range(config.n_layers):
+            layers.append(ConvBlock(config, config.dilation(i)))
+            if (i + 1) % config.attention_every == 0:
+                layers.append(
+                    TransformerBlock(config.width, config.n_head, config.context, config.norm, config.mlp, config.dropout, rotary)
+                )
+        self.layers = nn.ModuleList(layers)
+        self.norm = make_norm(config.norm, config.width)
+        self.head = nn.Linear(config.width, config.vocab_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.input(tokens)  # [B, T, C]
+        for layer in self.layers:
+            if isinstance(layer, ConvBlock):
+                x = layer(x.transpose(1, 2)).transpose(1, 2)
+            else:
+                x = layer(x)
+        return self.head(self.norm(x))
+
+
+@dataclass
+class CNNMLPConfig(KgramCNNConfig):
+    n_layers: int = 4
+    k: int = 8
+    hidden: int = 512
+    mlp_layers: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for field in ("k", "hidden", "mlp_layers"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+
+
+@register_model("cnn_mlp")
+class CNNMLP(LanguageModel):
+    Config = CNNMLPConfig
+    description = "K-gram CNN feature extractor feeding a K-gram MLP head over the last k positions"
+    debug = {"width": 16, "n_layers": 2, "k": 3, "hidden": 32}
+
+    def __init__(self, config: CNNMLPConfig):
+        super().__init__(config)
+        self.features = ConvStack(config)
+        layers: list[nn.Module] = []
+        width = config.k * config.width
+        for _ in range(config.mlp_layers):
+            layers += [nn.Linear(width, config.hidden), nn.GELU(), nn.Dropout(config.dropout)]
+            width = config.hidden
+        self.mlp = nn.Sequential(*layers)
+        self.head = nn.Linear(width, config.vocab_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        features = self.features(tokens).transpose(1, 2)  # [B, T, C]
+        return self.head(self.mlp(kgram_window(features, self.config.k)))

@@ -1,0 +1,112 @@
+"""Building blocks shared by the attention models: norms, rotary positions, attention, MLPs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("rmsnorm", "layernorm")
+MLPS = ("gelu", "swiglu")
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (no mean subtraction, no bias): cheaper than LayerNorm, as good for LMs."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    return RMSNorm(dim) if kind == "rmsnorm" else nn.LayerNorm(dim)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoPE, Su et al. 2021): rotates query/key channel pairs by position."""
+
+    def __init__(self, head_dim: int, context: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """x: [B, H, T, head_dim]; positions offset..offset+T-1."""
+        length = x.shape[-2]
+        cos = self.cos[offset : offset + length].to(x.dtype)
+        sin = self.sin[offset : offset + length].to(x.dtype)
+        even, odd = x[..., 0::2], x[..., 1::2]
+        return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention through PyTorch's fused scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, n_head: int, context: int, dropout: float = 0.0, rotary: bool = True):
+        super().__init__()
+        if dim % n_head:
+            raise ValueError(f"width {dim} must be divisible by n_head {n_head}")
+        self.n_head = n_head
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.rotary = Rotary(dim // n_head, context) if rotary else None
+        self.dropout = dropout
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def split_heads(self, x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_head, dim // self.n_head).permute(2, 0, 3, 1, 4)
+        if self.rotary is not None:
+            q, k = self.rotary(q, offset), self.rotary(k, offset)
+        return q, k, v
+
+    def merge_heads(self, y: torch.Tensor) -> torch.Tensor:
+        batch, _, length, _ = y.shape
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, -1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_heads(x)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.merge_heads(y)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: GELU (4× wide) or SwiGLU (≈8/3× wide, same parameter count)."""
+
+    def __init__(self, dim: int, kind: str = "swiglu", dropout: float = 0.0):
+        super().__init__()
+        self.kind = kind
+        hidden = 4 * dim if kind == "gelu" else 32 * -(-8 * dim // 3 // 32)
+        self.up = nn.Linear(dim, hidden * (2 if kind == "swiglu" else 1), bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(x)
+        if self.kind == "swiglu":
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        else:
+            h = F.gelu(h)
+        return self.dropout(self.down(h))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm residual block: x + attention(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, dim: int, n_head: int, context: int, norm: str, mlp: str, dropout: float, rotary: bool):
+        super().__init__()
+        self.attn_norm = make_norm(norm, dim)
+        self.attn = CausalSelfAttention(dim, n_head, context, dropout, rotary)
+        self.mlp_norm = make_norm(norm, dim)
+        self.mlp = MLP(dim, mlp, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.mlp(self.mlp_norm(x))

@@ -1,0 +1,114 @@
+"""Contracts every encoder keeps: shapes, causality, config round-trip, checkpoint round-trip."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pico_llm.models import build_model, model_class, model_names, model_spec
+from pico_llm.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+# Every registered encoder in its debug flavour, plus variants that exercise options.
+VARIANTS = {name: {} for name in model_names()}
+VARIANTS.update({
+    "kgram_mlp-ln-pos": {"layer_norm": True, "pos_embedding": "learned", "k": 5},
+    "kgram_mlp-stack": {"stack": 3},
+    "kgram_cnn-attention-pool": {"kernel_sizes": (2, 3, 5), "aggregation": "attention"},
+    "kgram_cnn-plain": {"kernel_sizes": (2, 4), "gated": False, "layer_norm": False, "dilation_base": 1},
+    "kgram_cnn-sinusoidal": {"pos_embedding": "sinusoidal"},
+    "transformer-classic": {"norm": "layernorm", "mlp": "gelu", "pos_embedding": "learned", "tie_embeddings": False},
+    "transformer-stack": {"stack": 2, "pos_embedding": "none"},
+    "cnn_attention-learned": {"pos_embedding": "learned", "attention_every": 1},
+})
+
+
+def make(variant: str, context: int = 48):
+    torch.manual_seed(0)
+    name = variant.split("-")[0]
+    fields = {**model_class(name).debug, **VARIANTS[variant]}
+    return build_model(name, vocab_size=61, context=context, **fields).eval()
+
+
+def test_every_family_is_registered():
+    assert {"kgram_mlp", "kgram_cnn", "transformer", "lstm", "cnn_attention", "cnn_mlp"} <= set(model_names())
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_a_few_steps_lower_the_loss(name):
+    torch.manual_seed(0)
+    model = build_model(name, vocab_size=16, context=24, **model_class(name).debug)
+    tokens = torch.arange(25).remainder(16).repeat(8, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = F.cross_entropy(model(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.9
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shapes(variant):
+    model = make(variant)
+    assert model(torch.randint(0, 61, (3, 48))).shape == (3, 48, 61)
+    assert model(torch.randint(0, 61, (2, 7))).shape == (2, 7, 61)
+    assert model.num_params() > 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causal(variant):
+    """Logits at positions ≤ t do not change when tokens after t change."""
+    model = make(variant)
+    tokens = torch.randint(0, 61, (2, 48))
+    reference = model(tokens)
+    for t in (0, 11, 30, 46):
+        changed = tokens.clone()
+        changed[:, t + 1 :] = torch.randint(0, 61, changed[:, t + 1 :].shape)
+        logits = model(changed)
+        torch.testing.assert_close(logits[:, : t + 1], reference[:, : t + 1], rtol=0, atol=1e-5)
+        assert not torch.allclose(logits[:, t + 1 :], reference[:, t + 1 :])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_config_json_round_trip_rebuilds_identical_model(variant, tmp_path):
+    model = make(variant)
+    spec = json.loads(json.dumps(model_spec(model)))
+    rebuilt = build_model(spec).eval()
+    assert dataclasses.asdict(rebuilt.config) == dataclasses.asdict(model.config)
+    save_checkpoint({"model_spec": spec, "model": model.state_dict()}, tmp_path / "m.pt")
+    state = load_checkpoint(tmp_path / "m.pt")
+    rebuilt.load_state_dict(state["model"])
+    tokens = torch.randint(0, 61, (2, 48))
+    torch.testing.assert_close(rebuilt(tokens), model(tokens), rtol=0, atol=0)
+
+
+def test_cnn_dilations_reach_far_and_no_further():
+    model = build_model("kgram_cnn", vocab_size=20, context=64, width=16, n_layers=3, kernel_sizes=(3,)).eval()
+    assert model.receptive_field() == 1 + 2 * (1 + 2 + 4)
+    tokens = torch.randint(0, 20, (1, 64))
+    base = model(tokens)[0, -1]
+    inside, outside = tokens.clone(), tokens.clone()
+    inside[0, 64 - model.receptive_field()] = (tokens[0, 64 - model.receptive_field()] + 1) % 20
+    outside[0, 63 - model.receptive_field()] = (tokens[0, 63 - model.receptive_field()] + 1) % 20
+    assert not torch.allclose(model(inside)[0, -1], base)
+    torch.testing.assert_close(model(outside)[0, -1], base, rtol=0, atol=0)
+
+
+def test_bad_config_values_are_rejected():
+    from pico_llm.errors import PicoError
+
+    with pytest.raises(PicoError, match="aggregation"):
+        build_model("kgram_cnn", aggregation="mean")
+    with pytest.raises(PicoError, match="no field"):
+        build_model("kgram_mlp", width=3)
+    with pytest.raises(PicoError, match="k must be positive"):
+        build_model("kgram_mlp", k=0)
+    with pytest.raises(PicoError, match="pos_embedding must be one of"):
+        build_model("kgram_cnn", pos_embedding="rotary")
+    with pytest.raises(PicoError, match="divisible"):
+        build_model("transformer", n_embd=30, n_head=4)
