@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -33,10 +33,35 @@ class BaseConfig:
             raise ValueError(f"pos_embedding must be one of {', '.join(self.positions)} for this model, got {self.pos_embedding!r}")
 
 
+@dataclass
+class DecodeState:
+    """What a model carries from one decoding step to the next.
+
+    `history` holds the token ids of the current window (at most `context`), `pos` the position the
+    next token takes in it, `caches` each model's own buffers (KV caches, conv ring buffers, LSTM
+    state), and `window_start` how many tokens the window policy has dropped from the front.
+    """
+
+    history: torch.Tensor
+    pos: int = 0
+    caches: dict[str, Any] = field(default_factory=dict)
+    window_start: int = 0
+
+
 class LanguageModel(nn.Module):
     """`forward(tokens[B, T]) -> logits[B, T, V]`, causal and vectorised over T.
 
     Subclasses set `Config` (a dataclass deriving from BaseConfig) and are registered by name.
+
+    Incremental decoding: `init_state(batch)`, `prefill(tokens, state)`, `step(tokens[B, 1], state)`,
+    each returning the logits of the last position [B, V], equal to `forward`'s. Models make a step
+    cost only the new work by overriding `_prefill` and `_step`; the defaults re-run `forward` on the
+    window, so a new encoder decodes correctly before it decodes fast.
+
+    Past the context: a model that `streams` (no absolute positions, no attention window) simply
+    continues, and its logits equal a full forward over the whole sequence. Any other model slides
+    its window: when `context` positions are used, it keeps the last `context // 2` tokens,
+    re-prefills them from position 0 and goes on (amortised cost: one extra token per step).
     """
 
     name: str = ""
@@ -57,3 +82,44 @@ class LanguageModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @property
+    def streams(self) -> bool:
+        """True when decoding can run past the context with no window (see the class docstring)."""
+        return False
+
+    def init_state(self, batch: int) -> DecodeState:
+        device = next(self.parameters()).device
+        return DecodeState(history=torch.empty(batch, 0, dtype=torch.long, device=device))
+
+    @torch.no_grad()
+    def prefill(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState]:
+        """Start (or restart) the state from a prompt [B, T]; returns the last position's logits."""
+        context = self.config.context
+        if not self.streams and tokens.shape[1] > context:
+            state.window_start += tokens.shape[1] - context
+            tokens = tokens[:, -context:]
+        state.caches = {}
+        logits = self._prefill(tokens, state)
+        state.pos = tokens.shape[1]
+        state.history = tokens[:, -context:]
+        return logits, state
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState]:
+        """Feed one new token per row [B, 1]; returns the logits for the position after it."""
+        context = self.config.context
+        if not self.streams and state.pos >= context:
+            keep = state.history[:, state.history.shape[1] - context // 2 :]
+            state.window_start += state.history.shape[1] - keep.shape[1]
+            return self.prefill(torch.cat([keep, tokens], dim=1), state)
+        logits = self._step(tokens, state)
+        state.pos += 1
+        state.history = torch.cat([state.history, tokens], dim=1)[:, -context:]
+        return logits, state
+
+    def _prefill(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        return self(tokens)[:, -1]
+
+    def _step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        return self(torch.cat([state.history, tokens], dim=1))[:, -1]

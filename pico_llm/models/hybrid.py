@@ -19,8 +19,8 @@ from torch import nn
 
 from .base import LanguageModel
 from .kgram_cnn import ConvBlock, ConvStack, KgramCNNConfig
-from .layers import MLPS, NORMS, TransformerBlock, make_norm
-from .processors import TokenInput, check_choice, kgram_window
+from .layers import MLPS, NORMS, KVCache, TransformerBlock, make_norm
+from .processors import TokenInput, check_choice, kgram_window, tail
 from .registry import register_model
 
 
@@ -75,6 +75,27 @@ class CNNAttention(LanguageModel):
                 x = layer(x)
         return self.head(self.norm(x))
 
+    def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        x = self.input(tokens, state)
+        for i, layer in enumerate(self.layers):
+            key = f"layer{i}"
+            if isinstance(layer, ConvBlock):
+                x = layer(x.transpose(1, 2), state.caches, key).transpose(1, 2)
+            else:
+                state.caches[key] = KVCache(self.config.context)
+                x = layer(x, state.caches[key], 0)
+        return self.head(self.norm(x[:, -1]))
+
+    def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        x = self.input.step(tokens, state)
+        for i, layer in enumerate(self.layers):
+            key = f"layer{i}"
+            if isinstance(layer, ConvBlock):
+                x = layer.step(x.transpose(1, 2), state.caches, key).transpose(1, 2)
+            else:
+                x = layer(x, state.caches[key], state.pos)
+        return self.head(self.norm(x[:, -1]))
+
 
 @dataclass
 class CNNMLPConfig(KgramCNNConfig):
@@ -107,6 +128,20 @@ class CNNMLP(LanguageModel):
         self.mlp = nn.Sequential(*layers)
         self.head = nn.Linear(width, config.vocab_size)
 
+    @property
+    def streams(self) -> bool:
+        return self.config.pos_embedding == "none"
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         features = self.features(tokens).transpose(1, 2)  # [B, T, C]
         return self.head(self.mlp(kgram_window(features, self.config.k)))
+
+    def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        features = self.features(tokens, state).transpose(1, 2)
+        state.caches["window"] = tail(features, self.config.k - 1)
+        return self.head(self.mlp(tail(features, self.config.k).flatten(1)))
+
+    def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        window = torch.cat([state.caches["window"], self.features.step(tokens, state).transpose(1, 2)], dim=1)
+        state.caches["window"] = window[:, 1:]
+        return self.head(self.mlp(window.flatten(1)))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseConfig, LanguageModel
-from .processors import TokenInput, check_choice
+from .processors import TokenInput, check_choice, tail
 from .registry import register_model
 
 AGGREGATIONS = ("max", "attention")
@@ -67,9 +67,17 @@ class ConvBranch(nn.Module):
         self.gated = gated
         self.conv = CausalConv1d(width, 2 * width if gated else width, kernel_size, dilation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(x)
+    def activate(self, h: torch.Tensor) -> torch.Tensor:
         return F.glu(h, dim=1) if self.gated else F.gelu(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.conv(x))
+
+    def step(self, buffer: torch.Tensor) -> torch.Tensor:
+        """One output position from the block's input buffer [B, C, span] (newest last)."""
+        kernel, dilation = self.conv.kernel_size[0], self.conv.dilation[0]
+        taps = buffer[:, :, buffer.shape[2] - 1 - (kernel - 1) * dilation :: dilation]
+        return self.activate(F.conv1d(taps, self.conv.weight, self.conv.bias))
 
 
 class ConvBlock(nn.Module):
@@ -82,6 +90,7 @@ class ConvBlock(nn.Module):
             ConvBranch(config.width, k, dilation, config.gated) for k in config.kernel_sizes
         )
         self.aggregation = config.aggregation
+        self.span = (max(config.kernel_sizes) - 1) * dilation + 1
         if config.aggregation == "attention" and len(self.branches) > 1:
             self.branch_query = nn.Parameter(torch.zeros(config.width))
         self.dropout = nn.Dropout(config.dropout)
@@ -95,9 +104,21 @@ class ConvBlock(nn.Module):
         scores = torch.einsum("bnct,c->bnt", stacked, self.branch_query) / stacked.shape[2] ** 0.5
         return torch.einsum("bnct,bnt->bct", stacked, scores.softmax(dim=1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x.transpose(1, 2)).transpose(1, 2)
+    def normed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, caches: dict | None = None, key: str = "") -> torch.Tensor:
+        """x: [B, C, T]. With `caches`, keep the last `span` normalised inputs for decoding."""
+        h = self.normed(x)
+        if caches is not None:
+            caches[key] = tail(h, self.span, dim=2)
         return x + self.dropout(self.aggregate([branch(h) for branch in self.branches]))
+
+    def step(self, x: torch.Tensor, caches: dict, key: str) -> torch.Tensor:
+        """x: [B, C, 1], one new position; costs O(kernel) per branch whatever the sequence length."""
+        buffer = torch.cat([caches[key], self.normed(x)], dim=2)[:, :, 1:]
+        caches[key] = buffer
+        return x + self.aggregate([branch.step(buffer) for branch in self.branches])
 
 
 class ConvStack(nn.Module):
@@ -114,10 +135,18 @@ class ConvStack(nn.Module):
         reach = sum((max(self.config.kernel_sizes) - 1) * self.config.dilation(i) for i in range(self.config.n_layers))
         return reach + self.config.stack
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.input(tokens).transpose(1, 2)  # [B, C, T]: the layout conv1d wants
-        for block in self.blocks:
-            x = block(x)
+    def forward(self, tokens: torch.Tensor, state=None) -> torch.Tensor:
+        caches = None if state is None else state.caches
+        x = self.input(tokens, state).transpose(1, 2)  # [B, C, T]: the layout conv1d wants
+        for i, block in enumerate(self.blocks):
+            x = block(x, caches, f"conv{i}")
+        return x
+
+    def step(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        """Features [B, C, 1] of one new token per row, from the per-layer buffers."""
+        x = self.input.step(tokens, state).transpose(1, 2)
+        for i, block in enumerate(self.blocks):
+            x = block.step(x, state.caches, f"conv{i}")
         return x
 
 
@@ -136,5 +165,15 @@ class KgramCNN(LanguageModel):
     def receptive_field(self) -> int:
         return self.features.receptive_field()
 
+    @property
+    def streams(self) -> bool:
+        return self.config.pos_embedding == "none"
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.features(tokens).transpose(1, 2)))
+
+    def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        return self.head(self.norm(self.features(tokens, state)[:, :, -1]))
+
+    def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        return self.head(self.norm(self.features.step(tokens, state)[:, :, -1]))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .base import BaseConfig, LanguageModel
-from .processors import TokenInput, kgram_window
+from .processors import TokenInput, kgram_window, tail
 from .registry import register_model
 
 
@@ -52,6 +52,21 @@ class KgramMLP(LanguageModel):
         self.mlp = nn.Sequential(*layers)
         self.head = nn.Linear(width, config.vocab_size)
 
+    @property
+    def streams(self) -> bool:
+        return self.config.pos_embedding == "none"
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         windows = kgram_window(self.input(tokens), self.config.k)
         return self.head(self.mlp(windows))
+
+    def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        """Decoding state: the embeddings of the last k-1 tokens."""
+        x = self.input(tokens, state)
+        state.caches["window"] = tail(x, self.config.k - 1)
+        return self.head(self.mlp(tail(x, self.config.k).flatten(1)))
+
+    def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        window = torch.cat([state.caches["window"], self.input.step(tokens, state)], dim=1)
+        state.caches["window"] = window[:, 1:]
+        return self.head(self.mlp(window.flatten(1)))

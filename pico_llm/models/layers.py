@@ -45,6 +45,28 @@ class Rotary(nn.Module):
         return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
 
 
+class KVCache:
+    """Preallocated keys and values of one attention layer, [B, H, context, head_dim] each (gpt-fast style).
+
+    Buffers are allocated on the first write, in the dtype the keys arrive in (autocast or not).
+    """
+
+    def __init__(self, context: int):
+        self.context = context
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write positions offset..offset+T-1; return all keys and values up to the last one written."""
+        if self.keys is None:
+            shape = (k.shape[0], k.shape[1], self.context, k.shape[3])
+            self.keys, self.values = k.new_zeros(shape), v.new_zeros(shape)
+        end = offset + k.shape[2]
+        self.keys[:, :, offset:end] = k
+        self.values[:, :, offset:end] = v
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention through PyTorch's fused scaled_dot_product_attention."""
 
@@ -70,8 +92,13 @@ class CausalSelfAttention(nn.Module):
         batch, _, length, _ = y.shape
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, -1)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.split_heads(x)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int = 0) -> torch.Tensor:
+        """Causal attention over x; with a cache, a prefill (offset 0) or a one-token step at `offset`."""
+        q, k, v = self.split_heads(x, offset)
+        if cache is not None:
+            keys, values = cache.update(k, v, offset)
+            if offset > 0:  # one new query attends to every cached position, all in its past
+                return self.merge_heads(F.scaled_dot_product_attention(q, keys, values))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.merge_heads(y)
 
@@ -107,6 +134,6 @@ class TransformerBlock(nn.Module):
         self.mlp_norm = make_norm(norm, dim)
         self.mlp = MLP(dim, mlp, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cache, offset)
         return x + self.mlp(self.mlp_norm(x))

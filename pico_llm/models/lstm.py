@@ -41,6 +41,18 @@ class LSTM(LanguageModel):
         )
         self.head = nn.Linear(config.hidden, config.vocab_size)
 
+    @property
+    def streams(self) -> bool:
+        return self.config.pos_embedding == "none"
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         output, _ = self.lstm(self.input(tokens))
         return self.head(output)
+
+    def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        output, state.caches["lstm"] = self.lstm(self.input(tokens, state))
+        return self.head(output[:, -1])
+
+    def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        output, state.caches["lstm"] = self.lstm(self.input.step(tokens, state), state.caches["lstm"])
+        return self.head(output[:, -1])

@@ -58,11 +58,38 @@ class TokenInput(nn.Module):
         self.position = PositionalEmbedding(config.pos_embedding, config.context, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, state=None) -> torch.Tensor:
+        """Embed a whole sequence from position 0; with a decode `state`, also fill its stack buffer."""
         x = self.embed(tokens)
         if self.stack_proj is not None:
+            if state is not None:
+                state.caches["input"] = tail(x, self.stack - 1)
             x = self.stack_proj(kgram_window(x, self.stack))
-        return self.dropout(self.position(x, offset))
+        return self.dropout(self.position(x))
+
+    def step(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        """Embed one new token per row [B, 1] at position `state.pos`."""
+        x = self.embed(tokens)
+        if self.stack_proj is not None:
+            window = torch.cat([state.caches["input"], x], dim=1)
+            state.caches["input"] = window[:, 1:]
+            x = self.stack_proj(window.flatten(1))[:, None]
+        return self.dropout(self.position(x, state.pos))
+
+
+def tail(x: torch.Tensor, n: int, dim: int = 1) -> torch.Tensor:
+    """The last `n` entries of `x` along `dim`, zero-padded in front when there are fewer.
+
+    This is the decoding buffer of anything that looks a fixed distance back (k-gram windows,
+    causal convolutions): zeros stand for the positions before the start, as in training.
+    """
+    length = x.shape[dim]
+    kept = x.narrow(dim, max(0, length - n), min(length, n))
+    if length >= n:
+        return kept
+    shape = list(x.shape)
+    shape[dim] = n - length
+    return torch.cat([x.new_zeros(shape), kept], dim=dim)
 
 
 def kgram_window(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .base import BaseConfig, LanguageModel
-from .layers import MLPS, NORMS, TransformerBlock, make_norm
+from .layers import MLPS, NORMS, KVCache, TransformerBlock, make_norm
 from .processors import TokenInput, check_choice
 from .registry import register_model
 
@@ -84,3 +84,16 @@ class Transformer(LanguageModel):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
+
+    def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        x = self.input(tokens, state)
+        for i, block in enumerate(self.blocks):
+            state.caches[f"attn{i}"] = KVCache(self.config.context)
+            x = block(x, state.caches[f"attn{i}"], 0)
+        return self.head(self.norm(x[:, -1]))
+
+    def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
+        x = self.input.step(tokens, state)
+        for i, block in enumerate(self.blocks):
+            x = block(x, state.caches[f"attn{i}"], state.pos)
+        return self.head(self.norm(x[:, -1]))

@@ -1,0 +1,65 @@
+"""Incremental decoding equals the full forward, for every registered encoder and its options."""
+
+import pytest
+import torch
+
+from pico_llm.models import build_model, model_class, model_names
+
+VARIANTS = {name: {} for name in model_names()}
+VARIANTS.update({
+    "kgram_mlp-learned-stack": {"pos_embedding": "learned", "stack": 2},
+    "kgram_cnn-branches-attention": {"kernel_sizes": (2, 3, 5), "aggregation": "attention", "gated": False},
+    "kgram_cnn-learned": {"pos_embedding": "learned"},
+    "transformer-learned-classic": {"pos_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "stack": 3},
+    "cnn_attention-every": {"attention_every": 1},
+    "cnn_mlp-stack": {"stack": 2},
+    "lstm-sinusoidal": {"pos_embedding": "sinusoidal"},
+})
+CONTEXT = 20
+
+
+def make(variant: str):
+    torch.manual_seed(0)
+    name = variant.split("-")[0]
+    return build_model(name, vocab_size=37, context=CONTEXT, **{**model_class(name).debug, **VARIANTS[variant]}).eval()
+
+
+@pytest.mark.parametrize("prompt_length", [1, 7])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_prefill_and_steps_equal_full_forward(variant, prompt_length):
+    model = make(variant)
+    tokens = torch.randint(0, 37, (3, CONTEXT))
+    with torch.no_grad():
+        full = model(tokens)
+    state = model.init_state(3)
+    logits, state = model.prefill(tokens[:, :prompt_length], state)
+    torch.testing.assert_close(logits, full[:, prompt_length - 1], rtol=0, atol=1e-5)
+    for t in range(prompt_length, CONTEXT):
+        logits, state = model.step(tokens[:, t : t + 1], state)
+        torch.testing.assert_close(logits, full[:, t], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_past_the_context_follows_the_documented_policy(variant):
+    """Streaming models equal a full forward over everything; others a forward over their window."""
+    model = make(variant)
+    tokens = torch.randint(0, 37, (2, int(2.6 * CONTEXT)))
+    state = model.init_state(2)
+    logits, state = model.prefill(tokens[:, :3], state)
+    for t in range(3, tokens.shape[1]):
+        logits, state = model.step(tokens[:, t : t + 1], state)
+        window = tokens[:, state.window_start : t + 1]
+        assert window.shape[1] <= CONTEXT or model.streams
+        with torch.no_grad():
+            expected = model(window)[:, -1]
+        torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
+    assert (state.window_start == 0) == model.streams
+
+
+def test_long_prompt_is_cropped_to_the_window():
+    model = make("transformer")
+    tokens = torch.randint(0, 37, (1, 3 * CONTEXT))
+    logits, state = model.prefill(tokens, model.init_state(1))
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(tokens[:, -CONTEXT:])[:, -1], rtol=0, atol=1e-5)
+    assert state.window_start == 2 * CONTEXT
