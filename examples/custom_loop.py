@@ -29,7 +29,7 @@ def main(path: str = "data/sample_text.txt", steps: int = 200) -> float:
             print(f"step {step}: train loss {loss.item():.3f}")
     metrics = evaluate(model, corpus.val, corpus.tokenizer.token_byte_lengths(), context, 16, torch.device("cpu"))
     print(f"val bits per byte: {metrics['bits_per_byte']:.3f}")
-    print(generate(model, corpus.tokenizer, "The ", max_new_tokens=80, seed=0))
+    print(generate(model, "The ", max_new_tokens=80, tokenizer=corpus.tokenizer, seed=0))
     return metrics["bits_per_byte"]
 
 

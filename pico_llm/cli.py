@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 import typing
 from pathlib import Path
 
@@ -139,26 +140,37 @@ def _add_sampling_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=1.0, help="0 is greedy")
     parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats")
+    parser.add_argument("--seed", type=int, default=None, help="makes the output reproducible")
+    parser.add_argument("--stop", action="append", default=[], help="stop a sample at this string (repeatable)")
+    parser.add_argument("--num-samples", type=int, default=1, help="samples decoded together as one batch")
 
 
 def cmd_generate(argv: list[str]) -> int:
+    from .generation import generate, stream
     from .training.run import load_run
 
-    parser = argparse.ArgumentParser(prog="pico-llm generate", description="Generate text from a trained run.")
+    parser = argparse.ArgumentParser(prog="pico-llm generate", description="Generate text from a trained run, streaming.")
     parser.add_argument("run_dir")
     parser.add_argument("--device", default="auto")
     _add_sampling_flags(parser)
     args = parser.parse_args(argv)
-    if args.max_new_tokens < 0:
-        raise PicoError(f"--max-new-tokens must be ≥ 0, got {args.max_new_tokens}")
     run = load_run(args.run_dir, device=args.device)
-    text = run.generate(
-        args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-    )
-    print(args.prompt + text)
+    options = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop")}
+    stats = {"tokens": 0}
+    started = time.perf_counter()
+    if args.num_samples == 1:
+        print(args.prompt, end="", flush=True)
+        for piece in stream(run, args.prompt, args.max_new_tokens, stats=stats, **options):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        texts = generate(run, args.prompt, args.max_new_tokens, num_samples=args.num_samples, stats=stats, **options)
+        for index, text in enumerate(texts, 1):
+            print(f"--- sample {index} ---\n{args.prompt}{text}")
+    seconds = time.perf_counter() - started
+    print(f"[{stats['tokens']} tokens in {seconds:.2f}s: {stats['tokens'] / max(seconds, 1e-9):.1f} tokens/s]", file=sys.stderr)
     return 0
 
 

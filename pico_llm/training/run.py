@@ -70,7 +70,7 @@ class RunFolder(Callback):
         self._append(record)
         cfg = trainer.config
         with trainer.autocast():
-            text = generate(trainer.model, self.tokenizer, cfg.sample_prompt, cfg.sample_tokens, seed=SAMPLE_SEED)
+            text = generate(trainer.model, cfg.sample_prompt, cfg.sample_tokens, tokenizer=self.tokenizer, seed=SAMPLE_SEED)
         with open(self.path / "samples.txt", "a") as handle:
             handle.write(f"=== step {trainer.step} (val loss {record['val_loss']:.4f}) ===\n{text}\n\n")
 
@@ -91,8 +91,8 @@ class Run:
     tokenizer: Tokenizer
     config: dict
 
-    def generate(self, prompt: str = "", **kwargs) -> str:
-        return generate(self.model, self.tokenizer, prompt, **kwargs)
+    def generate(self, prompt: str = "", max_new_tokens: int = 200, **kwargs):
+        return generate(self, prompt, max_new_tokens, **kwargs)
 
 
 def read_run_config(path: str | Path) -> dict:
