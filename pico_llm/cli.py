@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import PicoError
 
-SUBCOMMANDS = ("train", "generate", "eval", "models")
+SUBCOMMANDS = ("train", "generate", "eval", "models", "bench")
 
 TRAIN_HELP = {
     "model": "encoder name (see `pico-llm models`)",
@@ -211,7 +211,91 @@ def cmd_models(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "models": cmd_models}
+def _bench_model(args: argparse.Namespace, extra: list[str]):
+    """The model a bench times: a trained run's, or a fresh one (untrained weights) of the given shape."""
+    import torch
+
+    from .models.registry import build_model
+    from .training.device import pick_device
+    from .training.run import load_run
+
+    if args.run:
+        if extra:
+            raise PicoError("model fields cannot be given with --run; the run fixes the model")
+        return load_run(args.run, device=args.device).model
+    torch.manual_seed(0)
+    fields = _model_flags(args.model, extra)
+    model = build_model(args.model, **fields, vocab_size=args.vocab_size, context=args.context)
+    return model.to(pick_device(args.device))
+
+
+def cmd_bench_suite(argv: list[str]) -> int:
+    from .bench.suite import SUITES, run_suite
+    from .data import read_corpus
+    from .models.registry import model_names
+
+    parser = argparse.ArgumentParser(prog="pico-llm bench", description="Train every encoder at a matched size and budget; "
+                                     "`pico-llm bench generate|train --help` for single-model timings.")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    parser.add_argument("--data", default="data/sample_text.txt")
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds of training per model")
+    parser.add_argument("--params", type=int, default=None, help="parameter budget per model (default 1M)")
+    parser.add_argument("--models", default=None, help="comma-separated subset (default: every registered encoder)")
+    parser.add_argument("--out", default=None, help="folder for results.json, results.md and plots")
+    args = parser.parse_args(argv)
+    suite = SUITES[args.suite]
+    overrides = {k: v for k, v in (("time_budget", args.time_budget), ("params", args.params)) if v is not None}
+    if any(v <= 0 for v in overrides.values()):
+        raise PicoError("--time-budget and --params must be positive")
+    suite = dataclasses.replace(suite, **overrides)
+    models = args.models.split(",") if args.models else model_names()
+    unknown = sorted(set(models) - set(model_names()))
+    if unknown:
+        raise PicoError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(model_names())}")
+    read_corpus(args.data)  # fail fast, before any model trains
+    out = args.out or f"experiments/results/bench-{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_suite(suite, args.data, models, out)
+    print(Path(out, "results.md").read_text())
+    print(f"results: {out}")
+    return 0
+
+
+def cmd_bench(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("generate", "train"):
+        return cmd_bench_suite(argv)
+    from .bench.generation import bench_generate
+    from .bench.training import bench_train
+    from .config import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="pico-llm bench", description="Time generation or training; prints JSON.")
+    parser.add_argument("what", choices=["generate", "train"])
+    parser.add_argument("--model", default="kgram_cnn")
+    parser.add_argument("--run", default=None, metavar="RUN_DIR", help="time a trained run's model instead")
+    parser.add_argument("--context", type=int, default=128)
+    parser.add_argument("--vocab-size", type=int, default=256)
+    parser.add_argument("--prompt-tokens", type=int, default=1)
+    parser.add_argument("--new-tokens", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3, help="generate: timed runs (median reported)")
+    parser.add_argument("--batch-size", type=int, default=32, help="train: windows per step")
+    parser.add_argument("--steps", type=int, default=20, help="train: timed steps (median reported)")
+    parser.add_argument("--dtype", default="auto", help="train: autocast dtype")
+    parser.add_argument("--device", default="auto")
+    args, extra = parser.parse_known_args(argv)
+    for name in ("context", "vocab_size", "prompt_tokens", "new_tokens", "repeats", "batch_size", "steps"):
+        if getattr(args, name) <= 0:
+            raise PicoError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    model = _bench_model(args, extra)
+    if args.what == "generate":
+        result = bench_generate(model, args.prompt_tokens, args.new_tokens, args.repeats)
+    else:
+        config = TrainConfig(model=model.name, context=model.config.context, batch_size=args.batch_size,
+                             device=args.device, dtype=args.dtype).validate()
+        result = bench_train(model, config, args.steps)
+    print(json.dumps(result))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "models": cmd_models, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

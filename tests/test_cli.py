@@ -124,3 +124,9 @@ def test_plugin_encoder_from_the_readme_trains_and_generates(text_file, tmp_path
     capsys.readouterr()
     assert main(["generate", str(out), "--prompt", "line", "--max-new-tokens", "5", "--seed", "0"]) == 0
     assert capsys.readouterr().out.strip().startswith("line")
+
+
+def test_readme_shows_the_exact_plugin_example():
+    example = (REPO / "examples" / "my_encoder.py").read_text()
+    code = example[example.index("from dataclasses import dataclass") :]
+    assert code.strip() in (REPO / "README.md").read_text()

@@ -68,6 +68,7 @@ class LanguageModel(nn.Module):
     Config: type = BaseConfig
     description: str = ""
     debug: ClassVar[dict] = {}  # field overrides for a tiny, fast flavour used by tests and CI
+    width_field: ClassVar[str | None] = None  # the config field that scales the model (for matched-size benchmarks)
 
     def __init__(self, config: BaseConfig):
         super().__init__()

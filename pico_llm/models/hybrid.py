@@ -50,6 +50,7 @@ class CNNAttention(LanguageModel):
     Config = CNNAttentionConfig
     description = "dilated causal CNN blocks with a transformer block every N layers (local + long-range)"
     debug = {"width": 32, "n_layers": 4, "attention_every": 2, "n_head": 2}
+    width_field = "width"
 
     def __init__(self, config: CNNAttentionConfig):
         super().__init__(config)
@@ -116,6 +117,7 @@ class CNNMLP(LanguageModel):
     Config = CNNMLPConfig
     description = "K-gram CNN feature extractor feeding a K-gram MLP head over the last k positions"
     debug = {"width": 16, "n_layers": 2, "k": 3, "hidden": 32}
+    width_field = "width"
 
     def __init__(self, config: CNNMLPConfig):
         super().__init__(config)

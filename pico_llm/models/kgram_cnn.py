@@ -155,6 +155,7 @@ class KgramCNN(LanguageModel):
     Config = KgramCNNConfig
     description = "residual causal multi-branch 1-D CNN with dilations, GLU and max/attention pooling"
     debug = {"width": 16, "n_layers": 3, "kernel_sizes": (2, 3)}
+    width_field = "width"
 
     def __init__(self, config: KgramCNNConfig):
         super().__init__(config)

@@ -37,6 +37,7 @@ class KgramMLP(LanguageModel):
     Config = KgramMLPConfig
     description = "Bengio-style MLP over the concatenated embeddings of the last k tokens"
     debug = {"k": 4, "embed_dim": 8, "hidden": 32}
+    width_field = "hidden"
 
     def __init__(self, config: KgramMLPConfig):
         super().__init__(config)

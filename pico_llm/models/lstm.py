@@ -31,6 +31,7 @@ class LSTM(LanguageModel):
     Config = LSTMConfig
     description = "embedding -> multi-layer LSTM -> linear head (recurrent baseline)"
     debug = {"embed_dim": 16, "hidden": 32}
+    width_field = "hidden"
 
     def __init__(self, config: LSTMConfig):
         super().__init__(config)

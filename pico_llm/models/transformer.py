@@ -59,6 +59,7 @@ class Transformer(LanguageModel):
     Config = TransformerConfig
     description = "decoder-only transformer: RoPE, RMSNorm, SwiGLU, fused causal attention, tied embeddings"
     debug = {"n_layer": 2, "n_head": 2, "n_embd": 32}
+    width_field = "n_embd"
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)

@@ -1,0 +1,1 @@
+"""Benchmarks: generation and training throughput, measured the same way for every encoder."""

@@ -1,0 +1,37 @@
+"""Matched-size comparisons: find each model's width that lands on a parameter budget."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import PicoError
+from ..models.registry import build_model, model_class
+
+WIDTH_STEP = 8  # keeps widths divisible by the usual head counts, with even head dims for RoPE
+
+
+def count_params(name: str, **fields) -> int:
+    """Parameter count without allocating memory (the model is built on the meta device)."""
+    with torch.device("meta"):
+        return build_model(name, **fields).num_params()
+
+
+def match_params(name: str, target: int, tolerance: float = 0.1, **fields) -> dict:
+    """Fields (`fields` plus the model's width) whose parameter count is closest to `target`."""
+    width_field = model_class(name).width_field
+    if width_field is None:
+        return fields
+    lo, hi = 1, 4096 // WIDTH_STEP
+    while lo < hi:  # smallest multiple of WIDTH_STEP reaching the target
+        mid = (lo + hi) // 2
+        if count_params(name, **fields, **{width_field: mid * WIDTH_STEP}) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    candidates = [max(1, lo - 1) * WIDTH_STEP, lo * WIDTH_STEP]
+    best = min(candidates, key=lambda w: abs(count_params(name, **fields, **{width_field: w}) - target))
+    matched = {**fields, width_field: best}
+    params = count_params(name, **matched)
+    if abs(params - target) > tolerance * target:
+        raise PicoError(f"{name} cannot reach {target:,} parameters within {tolerance:.0%} by its {width_field} ({params:,})")
+    return matched
