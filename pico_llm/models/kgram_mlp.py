@@ -22,7 +22,7 @@ class KgramMLPConfig(BaseConfig):
     embed_dim: int = 32
     hidden: int = 512
     n_layers: int = 2
-    dropout: float = 0.0
+    dropout: float = 0.1
     layer_norm: bool = False
 
     def __post_init__(self) -> None:

@@ -1,0 +1,65 @@
+"""Benchmarks: single-model timers, matched sizing, long-range probes and a tiny suite run."""
+
+import json
+
+import pytest
+import torch
+
+from pico_llm.bench.probes import IGNORE, VOCAB, associative_recall, copying, probe_accuracy
+from pico_llm.bench.sizing import count_params, match_params
+from pico_llm.bench.suite import Suite, run_suite
+from pico_llm.cli import main
+from pico_llm.models import build_model, model_names
+
+from .conftest import REPO
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_matched_sizes_land_within_ten_percent(name):
+    fields = match_params(name, 200_000, vocab_size=256, context=64)
+    assert abs(count_params(name, **fields) - 200_000) <= 20_000
+
+
+def test_bench_generate_and_train_print_json(capsys):
+    assert main(["bench", "generate", "--model", "kgram_cnn", "--width", "16", "--n-layers", "2",
+                 "--prompt-tokens", "4", "--new-tokens", "20", "--context", "32"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tokens_per_second"] > 0 and result["params"] > 0 and result["ms_per_token"] > 0
+    assert main(["bench", "train", "--model", "transformer", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
+                 "--context", "32", "--batch-size", "4", "--steps", "3", "--dtype", "float32"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tokens_per_second"] > 0 and result["ms_per_step"] > 0 and 0 < result["mfu"] < 1
+
+
+def test_probe_answers_are_where_the_distance_says():
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets, distances = associative_recall(4, 64, pairs=4, generator=generator)
+    for row, col in (targets != IGNORE).nonzero().tolist():
+        value_position = col - distances[row, col].item()
+        assert inputs[row, value_position] == targets[row, col]  # the value sits `distance` tokens back
+        assert inputs[row, value_position - 1] == inputs[row, col]  # after the same key
+    inputs, targets, distances = copying(4, 128, generator)
+    for row, col in (targets != IGNORE).nonzero().tolist():
+        assert inputs[row, col - distances[row, col].item()] == targets[row, col]
+    assert inputs.max() < VOCAB
+
+
+def test_probe_accuracy_reports_every_bucket():
+    model = build_model("kgram_mlp", vocab_size=VOCAB, context=128, k=4, hidden=32, embed_dim=8)
+    result = probe_accuracy(model, samples=16)
+    assert set(result) == {"recall", "copy"}
+    assert all(0 <= v <= 1 for v in result["copy"].values() if v is not None)
+
+
+def test_tiny_suite_writes_its_reports(tmp_path):
+    suite = Suite(time_budget=1.5, probe_seconds=0.5, generate_tokens=10, params=30_000, context=32, batch_size=8)
+    results = run_suite(suite, str(REPO / "data" / "sample_text.txt"), ["kgram_mlp", "kgram_cnn"], tmp_path)
+    scores = [r["val_bits_per_byte"] for r in results]
+    assert scores == sorted(scores) and len(scores) == 2
+    for name in ("results.json", "results.md", "bits_per_byte.png", "throughput.png"):
+        assert (tmp_path / name).is_file()
+    report = json.loads((tmp_path / "results.json").read_text())
+    for r in report["results"]:
+        assert abs(r["params"] - 30_000) <= 3_000
+        assert r["train_tokens_per_second"] > 0 and r["generate_tokens_per_second"] > 0 and r["peak_rss_mb"] > 0
+        assert 0 < r["mfu"] < 1 and r["curve"]
