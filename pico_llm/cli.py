@@ -17,12 +17,19 @@ from pathlib import Path
 
 from .errors import PicoError
 
+if typing.TYPE_CHECKING:
+    from .training.run import RunFolder
+    from .training.trainer import Trainer
+
 SUBCOMMANDS = ("train", "generate", "eval", "models", "bench")
 
 TRAIN_HELP = {
     "model": "encoder name (see `pico-llm models`)",
-    "data": "a text file or a folder of .txt files",
-    "val_data": "a separate validation file (default: the last 10%% of --data)",
+    "data": "a text file, a folder of .txt files, a glob, a named corpus (tinyshakespeare, names) or hf:NAME[:config][:split]",
+    "val_data": "separate validation text, named as --data is (default: the last 10%% of --data)",
+    "text_field": "the field of an hf: dataset that holds the text (default text)",
+    "tokenize_workers": "processes that tokenize a corpus the first time (default: one per CPU)",
+    "grad_accum": "micro-batches per optimizer step (global batch = batch size x grad accum x processes)",
     "tokenizer": "byte (default, no training), char, or bpe (trained locally)",
     "vocab_size": "BPE vocabulary size",
     "context": "tokens of context per training window",
@@ -31,7 +38,8 @@ TRAIN_HELP = {
     "plugins": "comma-separated Python files that register extra encoders",
     "out": "run folder (default experiments/results/<timestamp>-<model>)",
     "device": "auto, cpu, cuda or mps",
-    "dtype": "autocast dtype: auto (bfloat16 where the hardware has it), float32, bfloat16, float16",
+    "compile": "torch.compile the model (off by default: no speed-up measured on CPU; falls back with a warning)",
+    "dtype": "autocast dtype: auto (on a bf16 CPU: whichever of float32/bfloat16 is measured faster for this model), float32, bfloat16, float16",
 }
 
 
@@ -61,11 +69,13 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
 
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
+        switch = {"nargs": "?", "const": True} if hints[field.name] is bool else {}  # `--compile` alone means true
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=_converter(hints[field.name]),
             default=None,
             help=TRAIN_HELP.get(field.name, f"default {field.default}"),
+            **switch,
         )
     parser.add_argument("--config", default=None, help="JSON config file (default experiments/config.json)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its checkpoint.pt")
@@ -104,22 +114,34 @@ def _model_flags(model_name: str, extra: list[str]) -> dict:
 def cmd_train(argv: list[str]) -> int:
     from .config import read_config_file, resolve
     from .models.registry import load_plugins
+    from .training.distributed import leave
     from .training.launch import resume_training, start_training
 
     parser = argparse.ArgumentParser(prog="pico-llm train", description="Train a model; writes a run folder.")
     _add_train_flags(parser)
     args, extra = parser.parse_known_args(argv)
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume")}
-    if args.resume:
-        if extra:
-            raise PicoError("model fields cannot change when resuming; drop " + " ".join(extra[::2]))
-        trainer, folder = resume_training(args.resume, flags)
-    else:
-        file_config = read_config_file(args.config)
-        load_plugins(flags["plugins"] or file_config.get("train", {}).get("plugins", ()))
-        model_name = flags["model"] or file_config.get("train", {}).get("model") or "kgram_cnn"
-        config, model_fields = resolve(file_config, flags, _model_flags(model_name, extra))
-        trainer, folder = start_training(config, model_fields)
+    try:
+        if args.resume:
+            if extra:
+                raise PicoError("model fields cannot change when resuming; drop " + " ".join(extra[::2]))
+            trainer, folder = resume_training(args.resume, flags)
+        else:
+            file_config = read_config_file(args.config)
+            load_plugins(flags["plugins"] or file_config.get("train", {}).get("plugins", ()))
+            model_name = flags["model"] or file_config.get("train", {}).get("model") or "kgram_cnn"
+            config, model_fields = resolve(file_config, flags, _model_flags(model_name, extra))
+            trainer, folder = start_training(config, model_fields)
+        return _fit_and_report(trainer, folder)
+    finally:
+        leave()
+
+
+def _fit_and_report(trainer: Trainer, folder: RunFolder | None) -> int:
+    """Train; rank 0 reports, the other processes of a torchrun job (they have no run folder) stay quiet."""
+    if folder is None:
+        trainer.fit()
+        return 130 if trainer.interrupted else 0
     print(f"run folder: {folder.path}  ({trainer.model.num_params():,} params, {trainer.device.type}, {str(trainer.dtype)[6:]})")
     summary = trainer.fit()
     if trainer.interrupted:
@@ -145,10 +167,12 @@ def _add_sampling_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="makes the output reproducible")
     parser.add_argument("--stop", action="append", default=[], help="stop a sample at this string (repeatable)")
     parser.add_argument("--num-samples", type=int, default=1, help="samples decoded together as one batch")
+    parser.add_argument("--quantize", default="none", help="none, or int8 (weight-only, ~2x faster, slightly different logits)")
 
 
 def cmd_generate(argv: list[str]) -> int:
     from .generation import generate, stream
+    from .quantize import quantize
     from .training.run import load_run
 
     parser = argparse.ArgumentParser(prog="pico-llm generate", description="Generate text from a trained run, streaming.")
@@ -157,6 +181,7 @@ def cmd_generate(argv: list[str]) -> int:
     _add_sampling_flags(parser)
     args = parser.parse_args(argv)
     run = load_run(args.run_dir, device=args.device)
+    quantize(run.model, args.quantize)
     options = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop")}
     stats = {"tokens": 0}
     started = time.perf_counter()
@@ -175,19 +200,20 @@ def cmd_generate(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from .data import read_corpus, tokenize_cached
+    from .data import load_tokens
     from .training.device import autocast_for, pick_dtype
     from .training.metrics import evaluate
     from .training.run import load_run
 
     parser = argparse.ArgumentParser(prog="pico-llm eval", description="Evaluate a run's model on a text; prints JSON.")
     parser.add_argument("run_dir")
-    parser.add_argument("--data", required=True, help="text file or folder to evaluate on")
+    parser.add_argument("--data", required=True, help="text to evaluate on, named as `train --data` names it")
+    parser.add_argument("--text-field", default="text", help="the field of an hf: dataset that holds the text")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     run = load_run(args.run_dir, device=args.device)
-    tokens = tokenize_cached(read_corpus(args.data), run.tokenizer)
+    tokens = load_tokens(args.data, run.tokenizer, args.text_field)
     context = run.model.config.context
     if len(tokens) <= 1:
         raise PicoError(f"{args.data} has too few tokens to evaluate; give it more text")
@@ -266,6 +292,7 @@ def cmd_bench(argv: list[str]) -> int:
     from .bench.generation import bench_generate
     from .bench.training import bench_train
     from .config import TrainConfig
+    from .quantize import quantize
 
     parser = argparse.ArgumentParser(prog="pico-llm bench", description="Time generation or training; prints JSON.")
     parser.add_argument("what", choices=["generate", "train"])
@@ -276,6 +303,7 @@ def cmd_bench(argv: list[str]) -> int:
     parser.add_argument("--prompt-tokens", type=int, default=1)
     parser.add_argument("--new-tokens", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3, help="generate: timed runs (median reported)")
+    parser.add_argument("--quantize", default="none", help="generate: none or int8 weights")
     parser.add_argument("--batch-size", type=int, default=32, help="train: windows per step")
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps (median reported)")
     parser.add_argument("--dtype", default="auto", help="train: autocast dtype")
@@ -286,7 +314,8 @@ def cmd_bench(argv: list[str]) -> int:
             raise PicoError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     model = _bench_model(args, extra)
     if args.what == "generate":
-        result = bench_generate(model, args.prompt_tokens, args.new_tokens, args.repeats)
+        result = bench_generate(quantize(model, args.quantize), args.prompt_tokens, args.new_tokens, args.repeats)
+        result["quantize"] = args.quantize
     else:
         config = TrainConfig(model=model.name, context=model.config.context, batch_size=args.batch_size,
                              device=args.device, dtype=args.dtype).validate()

@@ -27,10 +27,13 @@ class TrainConfig:
     plugins: tuple[str, ...] = ()
     data: str = "data/sample_text.txt"
     val_data: str | None = None
+    text_field: str = "text"
+    tokenize_workers: int | None = None
     tokenizer: str = "byte"
     vocab_size: int = 1024
     context: int = 128
     batch_size: int = 32
+    grad_accum: int = 1
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
@@ -46,18 +49,19 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     dtype: str = "auto"
+    compile: bool = False
     out: str | None = None
     sample_prompt: str = "\n"
     sample_tokens: int = 200
 
     def validate(self) -> "TrainConfig":
-        positive = ["context", "batch_size", "eval_every", "eval_tokens", "log_every", "vocab_size"]
+        positive = ["context", "batch_size", "grad_accum", "eval_every", "eval_tokens", "log_every", "vocab_size"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise PicoError(f"--{flag(name)} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise PicoError(f"--lr must be a positive learning rate, got {self.lr}")
-        for name in ("epochs", "max_steps", "time_budget"):
+        for name in ("epochs", "max_steps", "time_budget", "tokenize_workers"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise PicoError(f"--{flag(name)} must be positive, got {value}")

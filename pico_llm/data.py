@@ -1,63 +1,59 @@
 """Corpus loading, the token cache, the train/val split and batch sampling.
 
-Text is tokenized once and stored as a numpy memmap named by the content hash and the tokenizer's
-fingerprint, so a second run on the same data starts instantly and batches are read straight from
-disk without growing memory.
+Text is tokenized once, in parallel worker processes, and stored as a numpy memmap named by the
+text's key (the content hash for files) and the tokenizer's fingerprint, so a second run on the same
+data starts at once. The text is streamed in blocks and batches are read straight from disk, so a
+corpus larger than memory trains in flat memory.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .corpora import Parts, atomic_file, cache_root, char_start, digest, open_text
 from .errors import PicoError
-from .tokenizers import Tokenizer, train_tokenizer
+from .shards import default_workers, token_dtype, write_token_files
+from .tokenizers import Tokenizer, tokenizer_from_state, train_tokenizer
 
 VAL_FRACTION = 0.1
+TOKENIZER_SAMPLE_BYTES = 32 << 20
 
 
 def read_corpus(path: str | Path) -> bytes:
-    """Raw bytes of a text file, or of every `.txt` file in a folder (sorted, newline-joined)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.rglob("*.txt"))
-        if not files:
-            raise PicoError(f"folder {path} has no .txt files; point --data at a text file or a folder of .txt files")
-        data = b"\n".join(f.read_bytes() for f in files)
-    elif path.is_file():
-        data = path.read_bytes()
-    else:
-        raise PicoError(f"data file {path} does not exist; pass --data PATH to a text file or folder")
-    if not data.strip():
-        raise PicoError(f"data {path} is empty; give it some text to train on")
-    return data
+    """Raw bytes of a text named as `--data` names it (a folder's .txt files newline-joined), in memory."""
+    return b"".join(block for _, block in open_text(str(path)).whole().blocks())
 
 
 def cache_dir() -> Path:
-    """Where token memmaps live: $PICO_LLM_CACHE, else ~/.cache/pico_llm/tokens."""
-    root = os.environ.get("PICO_LLM_CACHE") or Path.home() / ".cache" / "pico_llm"
-    return Path(root, "tokens")
+    """Where token memmaps live: $PICO_LLM_CACHE/tokens, else ~/.cache/pico_llm/tokens."""
+    return cache_root() / "tokens"
+
+
+def token_files(parts: Parts, tokenizer: Tokenizer, workers: int | None = None) -> list[np.memmap]:
+    """Each part's token ids as a read-only memmap, tokenizing (in `workers` processes) only what is not cached."""
+    dtype, fingerprint = token_dtype(tokenizer.vocab_size), tokenizer.fingerprint()
+    paths = [cache_dir() / f"{key}-{fingerprint}.{dtype.name}" for key in parts.keys]
+    write_token_files(parts.blocks(), tokenizer, paths, workers or default_workers())
+    for path in paths:
+        if path.stat().st_size == 0:
+            raise PicoError("the data tokenized to zero tokens; give it some text to train on")
+    return [np.memmap(path, dtype=dtype, mode="r") for path in paths]
 
 
 def tokenize_cached(data: bytes, tokenizer: Tokenizer) -> np.memmap:
     """Token ids of `data` as a read-only memmap, computing and caching them on first use."""
-    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
-    key = f"{hashlib.sha256(data).hexdigest()[:24]}-{tokenizer.fingerprint()}"
-    path = cache_dir() / f"{key}.{np.dtype(dtype).name}"
-    if not path.exists():
-        ids = tokenizer.encode_bytes(data).astype(dtype)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        ids.tofile(tmp)
-        os.replace(tmp, path)
-    if path.stat().st_size == 0:
-        raise PicoError("the data tokenized to zero tokens; give it some text to train on")
-    return np.memmap(path, dtype=dtype, mode="r")
+    return token_files(Parts([digest([data])[0]], lambda: iter([(0, data)])), tokenizer, 1)[0]
+
+
+def load_tokens(data: str | Path, tokenizer: Tokenizer, text_field: str = "text", workers: int | None = None) -> np.memmap:
+    """All of a text's token ids (no split), cached as for training: what `pico-llm eval` reads."""
+    return token_files(open_text(str(data), text_field).whole(), tokenizer, workers)[0]
 
 
 def split_bytes(data: bytes, val_fraction: float = VAL_FRACTION) -> tuple[bytes, bytes]:
@@ -65,10 +61,31 @@ def split_bytes(data: bytes, val_fraction: float = VAL_FRACTION) -> tuple[bytes,
 
     The cut moves back to the start of a UTF-8 character so neither side holds half a character.
     """
-    cut = int(len(data) * (1 - val_fraction))
-    while 0 < cut < len(data) and data[cut] & 0xC0 == 0x80:
-        cut -= 1
+    cut = char_start(data, int(len(data) * (1 - val_fraction)))
     return data[:cut], data[cut:]
+
+
+def cached_tokenizer(name: str, parts: Parts, vocab_size: int) -> Tokenizer:
+    """The named tokenizer; char and BPE are trained once on the text's first TOKENIZER_SAMPLE_BYTES and cached.
+
+    The cache (keyed by the text's keys) lets a streamed corpus skip the stream once its tokens are
+    cached, and gives every process of a distributed run the same tokenizer.
+    """
+    if name not in ("char", "bpe"):
+        return train_tokenizer(name, b"", vocab_size)  # byte needs no text; an unknown name is reported
+    blob = json.dumps([name, vocab_size, parts.keys]).encode()
+    path = cache_root() / "tokenizers" / f"{name}-{hashlib.sha256(blob).hexdigest()[:24]}.json"
+    if path.is_file():
+        return tokenizer_from_state(json.loads(path.read_text()))
+    sample = bytearray()
+    for _, block in parts.blocks():
+        sample += block
+        if len(sample) >= TOKENIZER_SAMPLE_BYTES:
+            break
+    tokenizer = train_tokenizer(name, bytes(sample[: char_start(sample, TOKENIZER_SAMPLE_BYTES)]), vocab_size)
+    with atomic_file(path) as handle:
+        handle.write(json.dumps(tokenizer.state()).encode())
+    return tokenizer
 
 
 def load_corpus(
@@ -76,16 +93,19 @@ def load_corpus(
     tokenizer: Tokenizer | str,
     vocab_size: int = 1024,
     val_data_path: str | Path | None = None,
+    text_field: str = "text",
+    workers: int | None = None,
 ) -> Corpus:
-    """Read, split and tokenize a corpus; a tokenizer given by name is trained on the whole text."""
-    data = read_corpus(data_path)
+    """Split, tokenize (streamed, in `workers` processes) and map a corpus; a tokenizer given by name is trained on it."""
+    text = open_text(str(data_path), text_field)
     if val_data_path is None:
-        train_bytes, val_bytes = split_bytes(data)
+        parts = text.split(VAL_FRACTION)
     else:
-        train_bytes, val_bytes = data, read_corpus(val_data_path)
+        parts = text.whole().then(open_text(str(val_data_path), text_field).whole())
     if isinstance(tokenizer, str):
-        tokenizer = train_tokenizer(tokenizer, train_bytes + val_bytes, vocab_size)
-    return Corpus(tokenize_cached(train_bytes, tokenizer), tokenize_cached(val_bytes, tokenizer), tokenizer)
+        tokenizer = cached_tokenizer(tokenizer, parts, vocab_size)
+    train, val = token_files(parts, tokenizer, workers)
+    return Corpus(train, val, tokenizer)
 
 
 @dataclass
@@ -107,14 +127,28 @@ class Corpus:
             )
 
 
+def sample_starts(tokens: np.ndarray, context: int, count: int, generator: torch.Generator) -> np.ndarray:
+    """Random start positions of `count` training windows of `context + 1` tokens."""
+    return torch.randint(len(tokens) - context, (count,), generator=generator).numpy()
+
+
+def read_windows(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows at `starts`: inputs and next-token targets, shape [len(starts), context].
+
+    A memmap is mapped afresh for each read and unmapped after it (nanoGPT's fix), so the pages a
+    run touches leave its resident memory instead of accumulating up to the corpus's size.
+    """
+    if isinstance(tokens, np.memmap):
+        tokens = np.memmap(tokens.filename, dtype=tokens.dtype, mode="r", offset=tokens.offset, shape=tokens.shape)
+    window = torch.from_numpy(np.asarray(tokens[starts[:, None] + np.arange(context + 1)], dtype=np.int64))
+    return window[:, :-1], window[:, 1:]
+
+
 def sample_batch(
     tokens: np.ndarray, context: int, batch_size: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows of `context + 1` tokens: inputs and next-token targets, shape [B, context]."""
-    starts = torch.randint(len(tokens) - context, (batch_size,), generator=generator).numpy()
-    window = np.asarray(tokens[starts[:, None] + np.arange(context + 1)], dtype=np.int64)
-    window = torch.from_numpy(window)
-    return window[:, :-1], window[:, 1:]
+    return read_windows(tokens, sample_starts(tokens, context, batch_size, generator), context)
 
 
 def eval_batches(tokens: np.ndarray, context: int, batch_size: int, max_tokens: int | None = None):
@@ -122,6 +156,4 @@ def eval_batches(tokens: np.ndarray, context: int, batch_size: int, max_tokens: 
     usable = len(tokens) - 1 if max_tokens is None else min(len(tokens) - 1, max_tokens)
     starts = np.arange(0, max(usable - context, 0) + 1, context)
     for i in range(0, len(starts), batch_size):
-        chunk = starts[i : i + batch_size]
-        window = torch.from_numpy(np.asarray(tokens[chunk[:, None] + np.arange(context + 1)], dtype=np.int64))
-        yield window[:, :-1], window[:, 1:]
+        yield read_windows(tokens, starts[i : i + batch_size], context)

@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("PICO_LLM_CACHE", tempfile.mkdtemp(prefix="pico-llm-test-cache-"))
+os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"  # tests never reach the Hugging Face Hub
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 TINY_SHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"

@@ -83,3 +83,24 @@ def test_bad_generation_inputs(model):
             generate(model, "a", 5, **bad)
     with pytest.raises(PicoError, match="num-samples"):
         generate(model, "a", 5, num_samples=0)
+
+
+@pytest.mark.parametrize("name", ["transformer", "kgram_cnn"])
+def test_int8_weights_keep_logits_close(name):
+    import copy
+
+    from pico_llm.quantize import Int8Linear, quantize
+
+    torch.manual_seed(0)
+    net = build_model(name, vocab_size=256, context=32, width=32, n_layers=2) if name == "kgram_cnn" else \
+        build_model(name, vocab_size=256, context=32, n_layer=2, n_embd=64)
+    net.eval()
+    tokens = torch.randint(0, 256, (2, 32))
+    quantized = quantize(copy.deepcopy(net), "int8")
+    assert any(isinstance(m, Int8Linear) for m in quantized.modules())
+    with torch.no_grad():
+        reference, approx = net(tokens), quantized(tokens)
+    assert (approx - reference).abs().max() < 0.05 * reference.abs().max()
+    assert isinstance(generate(quantized, "ab", 10, seed=0), str)
+    with pytest.raises(PicoError, match="--quantize"):
+        quantize(net, "int4")

@@ -47,12 +47,14 @@ def associative_recall(batch: int, length: int, pairs: int, generator: torch.Gen
 
 
 def copying(batch: int, length: int, generator: torch.Generator):
-    """A segment, a separator, the segment again; each row's segment length is drawn from COPY_LENGTHS."""
+    """A segment, a separator, the segment again; each row's segment length is drawn from the
+    COPY_LENGTHS that fit in `length`."""
     inputs = _filler((batch, length), generator)
     targets = torch.full((batch, length), IGNORE)
     distances = torch.full((batch, length), -1)
+    spans = [span for span in COPY_LENGTHS if 2 * span + 1 <= length]
     for row in range(batch):
-        span = COPY_LENGTHS[int(torch.randint(len(COPY_LENGTHS), (1,), generator=generator))]
+        span = spans[int(torch.randint(len(spans), (1,), generator=generator))]
         segment = KEYS + torch.randint(VALUES, (span,), generator=generator)
         inputs[row, :span], inputs[row, span] = segment, SEPARATOR
         inputs[row, span + 1 : 2 * span + 1] = segment

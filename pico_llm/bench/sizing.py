@@ -17,10 +17,11 @@ def count_params(name: str, **fields) -> int:
 
 
 def match_params(name: str, target: int, tolerance: float = 0.1, **fields) -> dict:
-    """Fields (`fields` plus the model's width) whose parameter count is closest to `target`."""
+    """Fields (`fields` with the model's width replaced) whose parameter count is closest to `target`."""
     width_field = model_class(name).width_field
     if width_field is None:
         return fields
+    fields = {k: v for k, v in fields.items() if k != width_field}
     lo, hi = 1, 4096 // WIDTH_STEP
     while lo < hi:  # smallest multiple of WIDTH_STEP reaching the target
         mid = (lo + hi) // 2

@@ -24,7 +24,8 @@ def matmul_peak_flops(dtype: torch.dtype = torch.float32, size: int = 2048, devi
     """FLOP/s of a square matmul (median of torch.utils.benchmark's blocked autorange)."""
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    timer = benchmark.Timer(stmt="torch.matmul(a, b)", globals={"torch": torch, "a": a, "b": b})
+    timer = benchmark.Timer(stmt="torch.matmul(a, b)", globals={"torch": torch, "a": a, "b": b},
+                            num_threads=torch.get_num_threads())
     return 2 * size**3 / timer.blocked_autorange(min_run_time=1.0).median
 
 

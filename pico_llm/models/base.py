@@ -78,8 +78,13 @@ class LanguageModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token (forward + backward ≈ 6 × parameters touched per token)."""
-        return 6.0 * self.num_params()
+        """Training FLOPs per token: forward + backward ≈ 6 × the weights used in a matmul per token.
+
+        Embedding tables are look-ups, not matmuls, so they do not count unless tied to the head.
+        """
+        linear_weights = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
+        lookups = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Embedding) and id(m.weight) not in linear_weights)
+        return 6.0 * (self.num_params() - lookups)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
