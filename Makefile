@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 run: setup
-	$(BIN)/pico-llm train --time-budget 90
+	$(BIN)/pico-llm train --time-budget 60
 
 test: setup
 	$(BIN)/python -m pytest

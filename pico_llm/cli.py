@@ -314,8 +314,9 @@ def cmd_bench(argv: list[str]) -> int:
             raise PicoError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     model = _bench_model(args, extra)
     if args.what == "generate":
+        params = model.num_params()  # before quantization turns weights into buffers
         result = bench_generate(quantize(model, args.quantize), args.prompt_tokens, args.new_tokens, args.repeats)
-        result["quantize"] = args.quantize
+        result.update(params=params, quantize=args.quantize)
     else:
         config = TrainConfig(model=model.name, context=model.config.context, batch_size=args.batch_size,
                              device=args.device, dtype=args.dtype).validate()

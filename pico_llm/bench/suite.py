@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import resource
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -95,8 +96,8 @@ def run_suite(suite: Suite, data: str, models: list[str], out: str | Path) -> li
     spawn = multiprocessing.get_context("spawn")
     for name in models:
         print(f"[bench] {name}: training for {suite.time_budget:.0f}s at ~{suite.params:,} parameters", flush=True)
-        with spawn.Pool(1) as pool:
-            result = pool.apply(bench_one, (name, data, suite, str(out)))
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            result = pool.submit(bench_one, name, data, suite, str(out)).result()
         achieved = result["flops_per_token"] * result["train_tokens_per_second"]
         result["mfu"] = round(achieved / peaks[result["dtype"]], 4)
         results.append(result)
