@@ -19,8 +19,9 @@ from torch import nn
 
 from .base import LanguageModel
 from .kgram_cnn import ConvBlock, ConvStack, KgramCNNConfig
+from .kgram_mlp import KgramHead
 from .layers import MLPS, NORMS, KVCache, TransformerBlock, make_norm
-from .processors import TokenInput, check_choice, kgram_window, tail
+from .processors import TokenInput, check_choice
 from .registry import register_model
 
 
@@ -122,28 +123,17 @@ class CNNMLP(LanguageModel):
     def __init__(self, config: CNNMLPConfig):
         super().__init__(config)
         self.features = ConvStack(config)
-        layers: list[nn.Module] = []
-        width = config.k * config.width
-        for _ in range(config.mlp_layers):
-            layers += [nn.Linear(width, config.hidden), nn.GELU(), nn.Dropout(config.dropout)]
-            width = config.hidden
-        self.mlp = nn.Sequential(*layers)
-        self.head = nn.Linear(width, config.vocab_size)
+        self.kgram = KgramHead(config.k, config.width, config.hidden, config.mlp_layers, config.vocab_size, config.dropout)
 
     @property
     def streams(self) -> bool:
         return self.config.pos_embedding == "none"
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        features = self.features(tokens).transpose(1, 2)  # [B, T, C]
-        return self.head(self.mlp(kgram_window(features, self.config.k)))
+        return self.kgram(self.features(tokens).transpose(1, 2))
 
     def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        features = self.features(tokens, state).transpose(1, 2)
-        state.caches["window"] = tail(features, self.config.k - 1)
-        return self.head(self.mlp(tail(features, self.config.k).flatten(1)))
+        return self.kgram.prefill(self.features(tokens, state).transpose(1, 2), state.caches)
 
     def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        window = torch.cat([state.caches["window"], self.features.step(tokens, state).transpose(1, 2)], dim=1)
-        state.caches["window"] = window[:, 1:]
-        return self.head(self.mlp(window.flatten(1)))
+        return self.kgram.step(self.features.step(tokens, state).transpose(1, 2), state.caches)

@@ -32,6 +32,42 @@ class KgramMLPConfig(BaseConfig):
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
 
 
+class KgramHead(nn.Module):
+    """An MLP over the last k input vectors, to logits; the decoding state is the last k-1 vectors.
+
+    Shared by `kgram_mlp` (over token embeddings) and `cnn_mlp` (over CNN features).
+    """
+
+    def __init__(self, k: int, in_dim: int, hidden: int, n_layers: int, vocab_size: int, dropout: float,
+                 layer_norm: bool = False):
+        super().__init__()
+        self.k = k
+        layers: list[nn.Module] = []
+        width = k * in_dim
+        for _ in range(n_layers):
+            layers.append(nn.Linear(width, hidden))
+            if layer_norm:
+                layers.append(nn.LayerNorm(hidden))
+            layers += [nn.GELU(), nn.Dropout(dropout)]
+            width = hidden
+        self.mlp = nn.Sequential(*layers)
+        self.head = nn.Linear(width, vocab_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, T, D] -> logits [B, T, V], every position from its own window."""
+        return self.head(self.mlp(kgram_window(x, self.k)))
+
+    def prefill(self, x: torch.Tensor, caches: dict) -> torch.Tensor:
+        caches["window"] = tail(x, self.k - 1)
+        return self.head(self.mlp(tail(x, self.k).flatten(1)))
+
+    def step(self, x: torch.Tensor, caches: dict) -> torch.Tensor:
+        """x: [B, 1, D], the newest vector; logits [B, V]."""
+        window = torch.cat([caches["window"], x], dim=1)
+        caches["window"] = window[:, 1:]
+        return self.head(self.mlp(window.flatten(1)))
+
+
 @register_model("kgram_mlp")
 class KgramMLP(LanguageModel):
     Config = KgramMLPConfig
@@ -42,32 +78,18 @@ class KgramMLP(LanguageModel):
     def __init__(self, config: KgramMLPConfig):
         super().__init__(config)
         self.input = TokenInput(config, config.embed_dim)
-        layers: list[nn.Module] = []
-        width = config.k * config.embed_dim
-        for _ in range(config.n_layers):
-            layers.append(nn.Linear(width, config.hidden))
-            if config.layer_norm:
-                layers.append(nn.LayerNorm(config.hidden))
-            layers += [nn.GELU(), nn.Dropout(config.dropout)]
-            width = config.hidden
-        self.mlp = nn.Sequential(*layers)
-        self.head = nn.Linear(width, config.vocab_size)
+        self.kgram = KgramHead(config.k, config.embed_dim, config.hidden, config.n_layers, config.vocab_size,
+                               config.dropout, config.layer_norm)
 
     @property
     def streams(self) -> bool:
         return self.config.pos_embedding == "none"
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        windows = kgram_window(self.input(tokens), self.config.k)
-        return self.head(self.mlp(windows))
+        return self.kgram(self.input(tokens))
 
     def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        """Decoding state: the embeddings of the last k-1 tokens."""
-        x = self.input(tokens, state)
-        state.caches["window"] = tail(x, self.config.k - 1)
-        return self.head(self.mlp(tail(x, self.config.k).flatten(1)))
+        return self.kgram.prefill(self.input(tokens, state), state.caches)
 
     def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        window = torch.cat([state.caches["window"], self.input.step(tokens, state)], dim=1)
-        state.caches["window"] = window[:, 1:]
-        return self.head(self.mlp(window.flatten(1)))
+        return self.kgram.step(self.input.step(tokens, state), state.caches)
