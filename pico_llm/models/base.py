@@ -25,10 +25,13 @@ class BaseConfig:
 
     positions: ClassVar[tuple[str, ...]] = ("none", "learned", "sinusoidal")
 
+    def require_positive(self, *fields: str) -> None:
+        for name in fields:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
     def __post_init__(self) -> None:
-        for field in ("vocab_size", "context", "stack"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        self.require_positive("vocab_size", "context", "stack")
         if self.pos_embedding not in self.positions:
             raise ValueError(f"pos_embedding must be one of {', '.join(self.positions)} for this model, got {self.pos_embedding!r}")
 

@@ -108,9 +108,7 @@ class CNNMLPConfig(KgramCNNConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for field in ("k", "hidden", "mlp_layers"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        self.require_positive("k", "hidden", "mlp_layers")
 
 
 @register_model("cnn_mlp")

@@ -39,9 +39,7 @@ class KgramCNNConfig(BaseConfig):
         self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
         if not self.kernel_sizes or min(self.kernel_sizes) < 1:
             raise ValueError(f"kernel_sizes must be positive widths, got {self.kernel_sizes}")
-        for field in ("width", "n_layers", "dilation_base", "dilation_cycle"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        self.require_positive("width", "n_layers", "dilation_base", "dilation_cycle")
         check_choice("aggregation", self.aggregation, AGGREGATIONS)
 
     def dilation(self, layer: int) -> int:

@@ -27,9 +27,7 @@ class KgramMLPConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for field in ("k", "embed_dim", "hidden", "n_layers"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        self.require_positive("k", "embed_dim", "hidden", "n_layers")
 
 
 class KgramHead(nn.Module):

@@ -21,9 +21,7 @@ class LSTMConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for field in ("embed_dim", "hidden", "n_layers"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        self.require_positive("embed_dim", "hidden", "n_layers")
 
 
 @register_model("lstm")

@@ -35,9 +35,7 @@ class TransformerConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for field in ("n_layer", "n_head", "n_embd"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        self.require_positive("n_layer", "n_head", "n_embd")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} must be divisible by n_head {self.n_head}")
         check_choice("norm", self.norm, NORMS)
