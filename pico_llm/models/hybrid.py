@@ -20,8 +20,8 @@ from torch import nn
 from .base import LanguageModel
 from .kgram_cnn import ConvBlock, ConvStack, KgramCNNConfig
 from .kgram_mlp import KgramHead
-from .layers import MLPS, NORMS, KVCache, TransformerBlock, make_norm
-from .processors import TokenInput, check_choice
+from .layers import ATTENTION_POSITIONS, KVCache, TransformerBlock, check_attention_fields, make_norm
+from .processors import TokenInput
 from .registry import register_model
 
 
@@ -34,16 +34,12 @@ class CNNAttentionConfig(KgramCNNConfig):
     mlp: str = "swiglu"
     pos_embedding: str = "rotary"
 
-    positions: ClassVar[tuple[str, ...]] = ("rotary", "learned", "sinusoidal", "none")
+    positions: ClassVar[tuple[str, ...]] = ATTENTION_POSITIONS
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.attention_every <= 0:
-            raise ValueError(f"attention_every must be positive, got {self.attention_every}")
-        if self.width % self.n_head:
-            raise ValueError(f"width {self.width} must be divisible by n_head {self.n_head}")
-        check_choice("norm", self.norm, NORMS)
-        check_choice("mlp", self.mlp, MLPS)
+        self.require_positive("attention_every")
+        check_attention_fields("width", self.width, self.n_head, self.norm, self.mlp)
 
 
 @register_model("cnn_attention")

@@ -8,6 +8,19 @@ from torch import nn
 
 NORMS = ("rmsnorm", "layernorm")
 MLPS = ("gelu", "swiglu")
+ATTENTION_POSITIONS = ("rotary", "learned", "sinusoidal", "none")
+
+
+def check_attention_fields(width_field: str, width: int, n_head: int, norm: str, mlp: str) -> None:
+    """Validation shared by every config with transformer blocks."""
+    if n_head <= 0:
+        raise ValueError(f"n_head must be positive, got {n_head}")
+    if width % n_head:
+        raise ValueError(f"{width_field} {width} must be divisible by n_head {n_head}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if mlp not in MLPS:
+        raise ValueError(f"mlp must be one of {', '.join(MLPS)}, got {mlp!r}")
 
 
 class RMSNorm(nn.Module):

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from .base import BaseConfig, LanguageModel
-from .layers import MLPS, NORMS, KVCache, TransformerBlock, make_norm
-from .processors import TokenInput, check_choice
+from .layers import ATTENTION_POSITIONS, KVCache, TransformerBlock, check_attention_fields, make_norm
+from .processors import TokenInput
 from .registry import register_model
 
 
@@ -31,15 +31,12 @@ class TransformerConfig(BaseConfig):
     pos_embedding: str = "rotary"
     tie_embeddings: bool = True
 
-    positions: ClassVar[tuple[str, ...]] = ("rotary", "learned", "sinusoidal", "none")
+    positions: ClassVar[tuple[str, ...]] = ATTENTION_POSITIONS
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.require_positive("n_layer", "n_head", "n_embd")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd {self.n_embd} must be divisible by n_head {self.n_head}")
-        check_choice("norm", self.norm, NORMS)
-        check_choice("mlp", self.mlp, MLPS)
+        self.require_positive("n_layer", "n_embd")
+        check_attention_fields("n_embd", self.n_embd, self.n_head, self.norm, self.mlp)
 
 
 def init_gpt_style(model: nn.Module, n_layer: int) -> None:
