@@ -28,18 +28,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def flush_denormals(device: torch.device) -> None:
-    """On the CPU, round denormal floats (below ~1.2e-38) to zero for the rest of the process.
-
-    x86 handles denormals in slow microcode. Once training is under way, tiny gradients and Adam's
-    decaying second moments fall into that range: the baby GPT's step went from 45 to 54 ms after
-    ~200 steps without this, and stays at 45 ms with it (BENCHMARKS.md). Values that small change
-    no update that matters, which is why GPUs flush them by default.
-    """
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)
-
-
 def cpu_has_bf16() -> bool:
     """True when the CPU does bfloat16 arithmetic natively (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
     cpuinfo = Path("/proc/cpuinfo")

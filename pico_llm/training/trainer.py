@@ -28,7 +28,7 @@ from ..config import TrainConfig
 from ..data import Corpus, read_windows, sample_starts
 from ..models.registry import model_spec
 from .checkpoint import save_checkpoint
-from .device import autocast_for, compile_if_asked, fastest_dtype, flush_denormals, pick_device, pick_dtype
+from .device import autocast_for, compile_if_asked, fastest_dtype, pick_device, pick_dtype
 from .distributed import join
 from .metrics import evaluate
 
@@ -66,7 +66,6 @@ class Trainer:
         self.callbacks = list(callbacks) if self.place.is_main else []
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.model = model.to(self.device)
-        flush_denormals(self.device)
         self.dtype = self._pick_dtype()
         self.autocast = autocast_for(self.device, self.dtype)
         self.train_model = self._wrap(compile_if_asked(self.model, config.compile))
