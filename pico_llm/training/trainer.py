@@ -86,8 +86,9 @@ class Trainer:
     def _pick_dtype(self) -> torch.dtype:
         """`--dtype auto` on a CPU with bfloat16: time both and keep the faster for this model.
 
-        bfloat16 autocast speeds a 192-wide CNN up 1.75x but slows a 128-wide transformer down 15%
-        (BENCHMARKS.md), so the choice is measured, not assumed. Multi-process runs skip the
+        bfloat16 matmuls run twice as fast as float32 here, but a model gains only if its other ops
+        have fast bfloat16 kernels too (the CPU's flash-attention backward is 5x slower in bfloat16,
+        BENCHMARKS.md), so the choice is measured, not assumed. Multi-process runs skip the
         measurement so that every process makes the same choice.
         """
         dtype = pick_dtype(self.config.dtype, self.device)
