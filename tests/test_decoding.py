@@ -63,3 +63,16 @@ def test_long_prompt_is_cropped_to_the_window():
     with torch.no_grad():
         torch.testing.assert_close(logits, model(tokens[:, -CONTEXT:])[:, -1], rtol=0, atol=1e-5)
     assert state.window_start == 2 * CONTEXT
+
+
+@pytest.mark.parametrize("variant", ["transformer", "cnn_attention"])
+def test_bfloat16_autocast_decoding_matches_full_forward(variant):
+    """Under CPU autocast attention runs in float32 (layers.attend) and the KV cache follows suit."""
+    model = make(variant)
+    tokens = torch.randint(0, 37, (2, CONTEXT))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        full = model(tokens).float()
+        logits, state = model.prefill(tokens[:, :4], model.init_state(2))
+        for t in range(4, CONTEXT):
+            logits, state = model.step(tokens[:, t : t + 1], state)
+            torch.testing.assert_close(logits.float(), full[:, t], rtol=0, atol=0.05 * full[:, t].abs().max().item())

@@ -36,15 +36,19 @@ def test_every_family_is_registered():
     assert {"kgram_mlp", "kgram_cnn", "transformer", "lstm", "cnn_attention", "cnn_mlp"} <= set(model_names())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("name", model_names())
-def test_a_few_steps_lower_the_loss(name):
+def test_a_few_steps_lower_the_loss(name, dtype):
+    """Also under bfloat16 autocast on the CPU, which `--dtype auto` picks where it is faster."""
     torch.manual_seed(0)
     model = build_model(name, vocab_size=16, context=24, **model_class(name).debug)
     tokens = torch.arange(25).remainder(16).repeat(8, 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
-        loss = F.cross_entropy(model(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten())
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            logits = model(tokens[:, :-1])
+        loss = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
