@@ -76,3 +76,14 @@ def test_bfloat16_autocast_decoding_matches_full_forward(variant):
         for t in range(4, CONTEXT):
             logits, state = model.step(tokens[:, t : t + 1], state)
             torch.testing.assert_close(logits.float(), full[:, t], rtol=0, atol=0.05 * full[:, t].abs().max().item())
+
+
+def test_a_bfloat16_model_runs_and_decodes_on_the_cpu():
+    model = make("transformer").to(torch.bfloat16)
+    tokens = torch.randint(0, 37, (2, CONTEXT))
+    with torch.no_grad():
+        full = model(tokens)
+    logits, state = model.prefill(tokens[:, :4], model.init_state(2))
+    logits, state = model.step(tokens[:, 4:5], state)
+    assert full.dtype == logits.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.float(), full[:, 4].float(), rtol=0, atol=0.05 * full[:, 4].abs().max().item())

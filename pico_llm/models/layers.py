@@ -124,11 +124,12 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int = 0) -> torch.Tensor:
         """Causal attention over x; with a cache, a prefill (offset 0) or a one-token step at `offset`."""
         q, k, v = self.split_heads(x, offset)
+        causal = True
         if cache is not None:
-            keys, values = cache.update(k, v, offset)
-            if offset > 0:  # one new query attends to every cached position, all in its past
-                return self.merge_heads(attend(q, keys, values, causal=False))
-        return self.merge_heads(attend(q, k, v, causal=True, dropout=self.dropout if self.training else 0.0))
+            k, v = cache.update(k, v, offset)
+            causal = offset == 0  # a step's one new query attends to every cached position, all in its past
+        y = attend(q, k, v, causal, self.dropout if self.training else 0.0)
+        return self.merge_heads(y.type_as(x))  # from attend's float32 back to x's dtype (bfloat16 weights)
 
 
 class MLP(nn.Module):
