@@ -116,3 +116,6 @@ def test_bad_config_values_are_rejected():
         build_model("kgram_cnn", pos_embedding="rotary")
     with pytest.raises(PicoError, match="divisible"):
         build_model("transformer", n_embd=30, n_head=4)
+    with pytest.raises(PicoError, match="must be even"):
+        build_model("cnn_attention", width=30, n_head=2)
+    build_model("transformer", n_embd=30, n_head=2, pos_embedding="learned")

@@ -39,7 +39,7 @@ class CNNAttentionConfig(KgramCNNConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require_positive("attention_every")
-        check_attention_fields("width", self.width, self.n_head, self.norm, self.mlp)
+        check_attention_fields("width", self.width, self.n_head, self.norm, self.mlp, self.pos_embedding)
 
 
 @register_model("cnn_attention")

@@ -11,12 +11,17 @@ MLPS = ("gelu", "swiglu")
 ATTENTION_POSITIONS = ("rotary", "learned", "sinusoidal", "none")
 
 
-def check_attention_fields(width_field: str, width: int, n_head: int, norm: str, mlp: str) -> None:
+def check_attention_fields(width_field: str, width: int, n_head: int, norm: str, mlp: str, pos_embedding: str) -> None:
     """Validation shared by every config with transformer blocks."""
     if n_head <= 0:
         raise ValueError(f"n_head must be positive, got {n_head}")
     if width % n_head:
         raise ValueError(f"{width_field} {width} must be divisible by n_head {n_head}")
+    if pos_embedding == "rotary" and (width // n_head) % 2:
+        raise ValueError(
+            f"rotary positions rotate channel pairs, so {width_field} / n_head must be even, got {width // n_head}; "
+            "change either, or use another --pos-embedding"
+        )
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     if mlp not in MLPS:
@@ -40,22 +45,25 @@ def make_norm(kind: str, dim: int) -> nn.Module:
 
 
 class Rotary(nn.Module):
-    """Rotary position embedding (RoPE, Su et al. 2021): rotates query/key channel pairs by position."""
+    """Rotary position embedding (RoPE, Su et al. 2021): rotates query/key channel pairs by position.
+
+    Each pair (2i, 2i+1) is a complex number multiplied by e^(i·position·θ_i): one complex multiply
+    instead of slicing even and odd channels apart and stacking them back, which made the baby
+    GPT's training step 9% faster (37.8 against 41.5 ms, BENCHMARKS.md). The rotations are kept as
+    real (cos, sin) pairs so that `model.to(dtype)` casts them like any other buffer.
+    """
 
     def __init__(self, head_dim: int, context: int, base: float = 10000.0):
         super().__init__()
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("rotations", torch.stack((angles.cos(), angles.sin()), dim=-1), persistent=False)
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """x: [B, H, T, head_dim]; positions offset..offset+T-1."""
-        length = x.shape[-2]
-        cos = self.cos[offset : offset + length].to(x.dtype)
-        sin = self.sin[offset : offset + length].to(x.dtype)
-        even, odd = x[..., 0::2], x[..., 1::2]
-        return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
+        """x: [..., T, head_dim]; positions offset..offset+T-1; computed in float32, returned in x's dtype."""
+        rotations = torch.view_as_complex(self.rotations[offset : offset + x.shape[-2]].float())
+        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+        return torch.view_as_real(pairs * rotations).flatten(-2).type_as(x)
 
 
 class KVCache:

@@ -36,7 +36,7 @@ class TransformerConfig(BaseConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require_positive("n_layer", "n_embd")
-        check_attention_fields("n_embd", self.n_embd, self.n_head, self.norm, self.mlp)
+        check_attention_fields("n_embd", self.n_embd, self.n_head, self.norm, self.mlp, self.pos_embedding)
 
 
 def init_gpt_style(model: nn.Module, n_layer: int) -> None:
