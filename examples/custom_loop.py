@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pico_llm import build_model, evaluate, generate, load_corpus
-from pico_llm.data import sample_batch
+from pico_llm.data.batches import sample_batch
 
 
 def main(path: str = "data/sample_text.txt", steps: int = 200) -> float:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
+import signal
 import sys
 import time
 import typing
+import warnings
 from pathlib import Path
 
-from .errors import PicoError
+from .errors import PicoError, PicoWarning
 
 if typing.TYPE_CHECKING:
     from .training.run import RunFolder
@@ -32,7 +35,6 @@ TRAIN_HELP = {
     "grad_accum": "micro-batches per optimizer step (global batch = batch size x grad accum x processes)",
     "tokenizer": "byte (default, no training), char, or bpe (trained locally)",
     "vocab_size": "BPE vocabulary size",
-    "context": "tokens of context per training window",
     "epochs": "passes worth of training tokens (default 1, or unbounded with --time-budget; --max-steps wins)",
     "time_budget": "stop after this many seconds of wall time (evals included), then run the final eval",
     "plugins": "comma-separated Python files that register extra encoders",
@@ -41,6 +43,21 @@ TRAIN_HELP = {
     "compile": "torch.compile the model (off by default: no speed-up measured on CPU; falls back with a warning)",
     "dtype": "autocast dtype: auto (on a bf16 CPU: whichever of float32/bfloat16 is measured faster for this model), float32, bfloat16, float16",
 }
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one PicoError line instead of usage text."""
+
+    def error(self, message: str):
+        raise PicoError(f"{message}; see `{self.prog} --help`")
+
+
+FIELD_NAME = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def as_flags(message: str) -> str:
+    """A library message in config-field words (`max_new_tokens`) in the CLI's (--max-new-tokens)."""
+    return FIELD_NAME.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 def _parse_bool(text: str) -> bool:
@@ -77,8 +94,11 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
             help=TRAIN_HELP.get(field.name, f"default {field.default}"),
             **switch,
         )
+    parser.add_argument("--context", type=int, default=None, help="tokens of context (a field of every model's config)")
     parser.add_argument("--config", default=None, help="JSON config file (default experiments/config.json)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    parser.add_argument("--allow-data-change", action="store_true", help="resume even though --data changed since")
 
 
 def _model_flags(model_name: str, extra: list[str]) -> dict:
@@ -87,6 +107,7 @@ def _model_flags(model_name: str, extra: list[str]) -> dict:
 
     config_cls = model_class(model_name).Config
     hints = typing.get_type_hints(config_cls)
+    names = {f.name for f in dataclasses.fields(config_cls)}
     fields: dict = {}
     i = 0
     while i < len(extra):
@@ -100,8 +121,8 @@ def _model_flags(model_name: str, extra: list[str]) -> dict:
                 raise PicoError(f"--{name.replace('_', '-')} needs a value")
             value = extra[i + 1]
             i += 1
-        if name not in hints or name in ("vocab_size", "context"):
-            known = sorted(f.name.replace("_", "-") for f in dataclasses.fields(config_cls) if f.name not in ("vocab_size", "context"))
+        if name not in names or name == "vocab_size":
+            known = sorted(f.name.replace("_", "-") for f in dataclasses.fields(config_cls) if f.name != "vocab_size")
             raise PicoError(f"unknown flag --{name.replace('_', '-')} for model {model_name!r}; its fields are --{', --'.join(known)}")
         try:
             fields[name] = _converter(hints[name])(value)
@@ -111,43 +132,72 @@ def _model_flags(model_name: str, extra: list[str]) -> dict:
     return fields
 
 
+CLI_ONLY = ("config", "resume", "overwrite", "allow_data_change", "context")
+
+
 def cmd_train(argv: list[str]) -> int:
     from .config import read_config_file, resolve
     from .models.registry import load_plugins
     from .training.distributed import leave
     from .training.launch import resume_training, start_training
+    from .training.signals import Interrupted, StopSignals
 
-    parser = argparse.ArgumentParser(prog="pico-llm train", description="Train a model; writes a run folder.")
+    parser = Parser(prog="pico-llm train", description="Train a model; writes a run folder.")
     _add_train_flags(parser)
     args, extra = parser.parse_known_args(argv)
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume")}
-    try:
-        if args.resume:
-            if extra:
-                raise PicoError("model fields cannot change when resuming; drop " + " ".join(extra[::2]))
-            trainer, folder = resume_training(args.resume, flags)
-        else:
-            file_config = read_config_file(args.config)
-            load_plugins(flags["plugins"] or file_config.get("train", {}).get("plugins", ()))
-            model_name = flags["model"] or file_config.get("train", {}).get("model") or "kgram_cnn"
-            config, model_fields = resolve(file_config, flags, _model_flags(model_name, extra))
-            trainer, folder = start_training(config, model_fields)
-        return _fit_and_report(trainer, folder)
-    finally:
-        leave()
+    flags = {k: v for k, v in vars(args).items() if k not in CLI_ONLY}
+    with StopSignals() as signals:
+        folder = None
+        try:
+            if args.resume:
+                if extra or args.context is not None:
+                    raise PicoError("model fields cannot change when resuming; drop " + " ".join(extra[::2] or ["--context"]))
+                trainer, folder = resume_training(args.resume, flags, signals=signals, allow_data_change=args.allow_data_change)
+            else:
+                file_config = read_config_file(args.config)
+                load_plugins(flags["plugins"] or file_config.get("train", {}).get("plugins", ()))
+                model_name = flags["model"] or file_config.get("train", {}).get("model") or "kgram_cnn"
+                model_flags = _model_flags(model_name, extra)
+                if args.context is not None:
+                    model_flags["context"] = args.context
+                config, model_fields = resolve(file_config, flags, model_flags)
+                trainer, folder = start_training(config, model_fields, signals=signals, overwrite=args.overwrite)
+            with signals.deferred():  # from here a first signal is handled by the trainer, between steps
+                return _fit_and_report(trainer, folder, signals)
+        except Interrupted as stop:
+            print(_stop_report(stop.signum, folder.path if folder else args.resume), flush=True)
+            return stop.exit_code
+        finally:
+            leave()
 
 
-def _fit_and_report(trainer: Trainer, folder: RunFolder | None) -> int:
+def _stop_report(signum: int, run_dir, step: int | None = None) -> str:
+    """What a stopped run says: where to continue from, or that there is nothing to continue."""
+    name = signal.Signals(signum).name
+    if run_dir is not None and Path(run_dir, "checkpoint.pt").is_file():
+        at = f" at step {step}" if step is not None else ""
+        return f"stopped by {name}{at}; the checkpoint is saved. Continue with: pico-llm train --resume {run_dir}"
+    return f"stopped by {name} before the first step: nothing was trained yet"
+
+
+def _fit_and_report(trainer: Trainer, folder: RunFolder | None, signals) -> int:
     """Train; rank 0 reports, the other processes of a torchrun job (they have no run folder) stay quiet."""
     if folder is None:
         trainer.fit()
-        return 130 if trainer.interrupted else 0
-    print(f"run folder: {folder.path}  ({trainer.model.num_params():,} params, {trainer.device.type}, {str(trainer.dtype)[6:]})")
-    summary = trainer.fit()
+        return 128 + (signals.signum or signal.SIGINT) if trainer.interrupted else 0
+    print(f"run folder: {folder.path}  ({trainer.model.num_params():,} params, {trainer.device.type}, {trainer.runtime.dtype_name})",
+          flush=True)
+    try:
+        summary = trainer.fit()
+    finally:
+        if not (folder.path / "checkpoint.pt").exists():
+            folder.discard()  # a fresh run that saved nothing: leave no folder that blocks a retry
     if trainer.interrupted:
-        folder.plot()
-        print(f"interrupted at step {trainer.step}; checkpoint saved. Continue with: pico-llm train --resume {folder.path}")
-        return 130
+        signum = signals.signum or signal.SIGINT
+        if trainer.session_steps:
+            folder.plot()
+        print(_stop_report(signum, folder.path, trainer.step if trainer.session_steps else None), flush=True)
+        return 128 + signum
     print(
         f"done: {summary['steps']} steps, val loss {summary['val_loss']:.4f}, "
         f"val bits/byte {summary['val_bits_per_byte']:.4f}, {summary['train_tokens_per_second']:.0f} tokens/s"
@@ -171,18 +221,21 @@ def _add_sampling_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(argv: list[str]) -> int:
-    from .generation import generate, stream
-    from .quantize import quantize
-    from .training.run import load_run
+    from .inference.generation import Sampling, encode_prompt, generate, stream
+    from .inference.quantize import quantize
+    from .inference.loading import load_run
 
-    parser = argparse.ArgumentParser(prog="pico-llm generate", description="Generate text from a trained run, streaming.")
+    parser = Parser(prog="pico-llm generate", description="Generate text from a trained run, streaming.")
     parser.add_argument("run_dir")
     parser.add_argument("--device", default="auto")
     _add_sampling_flags(parser)
     args = parser.parse_args(argv)
+    sampling = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty", "seed")}
+    Sampling(**sampling)  # check the values before anything prints
     run = load_run(args.run_dir, device=args.device)
+    encode_prompt(run.tokenizer, args.prompt)
     quantize(run.model, args.quantize)
-    options = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop")}
+    options = {**sampling, "stop": args.stop}
     stats = {"tokens": 0}
     started = time.perf_counter()
     if args.num_samples == 1:
@@ -200,26 +253,28 @@ def cmd_generate(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from .data import load_tokens
-    from .training.device import autocast_for, pick_dtype
+    from .data.cache import load_tokens
+    from .inference.loading import load_run
     from .training.metrics import evaluate
-    from .training.run import load_run
+    from .training.runtime import autocast_for, pick_dtype
 
-    parser = argparse.ArgumentParser(prog="pico-llm eval", description="Evaluate a run's model on a text; prints JSON.")
+    parser = Parser(prog="pico-llm eval", description="Evaluate a run's model on a text; prints JSON.")
     parser.add_argument("run_dir")
     parser.add_argument("--data", required=True, help="text to evaluate on, named as `train --data` names it")
     parser.add_argument("--text-field", default="text", help="the field of an hf: dataset that holds the text")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default=None, help="autocast dtype (default: the one the run trained in)")
     args = parser.parse_args(argv)
+    if args.batch_size <= 0:
+        raise PicoError(f"`batch_size` must be positive, got {args.batch_size}")
     run = load_run(args.run_dir, device=args.device)
     tokens = load_tokens(args.data, run.tokenizer, args.text_field)
-    context = run.model.config.context
     if len(tokens) <= 1:
         raise PicoError(f"{args.data} has too few tokens to evaluate; give it more text")
     device = next(run.model.parameters()).device
-    autocast = autocast_for(device, pick_dtype("auto", device))
-    metrics = evaluate(run.model, tokens, run.tokenizer.token_byte_lengths(), min(context, len(tokens) - 1),
+    autocast = autocast_for(device, pick_dtype(args.dtype or run.runtime.get("dtype", "auto"), device))
+    metrics = evaluate(run.model, tokens, run.tokenizer.token_byte_lengths(), min(run.model.config.context, len(tokens) - 1),
                        args.batch_size, device, autocast=autocast)
     print(json.dumps(metrics))
     return 0
@@ -228,7 +283,7 @@ def cmd_eval(argv: list[str]) -> int:
 def cmd_models(argv: list[str]) -> int:
     from .models.registry import build_model, load_plugins, model_class, model_names
 
-    parser = argparse.ArgumentParser(prog="pico-llm models", description="List the registered encoders.")
+    parser = Parser(prog="pico-llm models", description="List the registered encoders.")
     parser.add_argument("--plugins", default="", help="comma-separated encoder files to register first")
     load_plugins(p for p in parser.parse_args(argv).plugins.split(",") if p)
     for name in model_names():
@@ -242,8 +297,8 @@ def _bench_model(args: argparse.Namespace, extra: list[str]):
     import torch
 
     from .models.registry import build_model
-    from .training.device import pick_device
-    from .training.run import load_run
+    from .training.runtime import pick_device
+    from .inference.loading import load_run
 
     if args.run:
         if extra:
@@ -257,10 +312,10 @@ def _bench_model(args: argparse.Namespace, extra: list[str]):
 
 def cmd_bench_suite(argv: list[str]) -> int:
     from .bench.suite import SUITES, run_suite
-    from .data import read_corpus
+    from .data.cache import read_corpus
     from .models.registry import model_names
 
-    parser = argparse.ArgumentParser(prog="pico-llm bench", description="Train every encoder at a matched size and budget; "
+    parser = Parser(prog="pico-llm bench", description="Train every encoder at a matched size and budget; "
                                      "`pico-llm bench generate|train --help` for single-model timings.")
     parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
     parser.add_argument("--data", default="data/sample_text.txt")
@@ -292,9 +347,9 @@ def cmd_bench(argv: list[str]) -> int:
     from .bench.generation import bench_generate
     from .bench.training import bench_train
     from .config import TrainConfig
-    from .quantize import quantize
+    from .inference.quantize import quantize
 
-    parser = argparse.ArgumentParser(prog="pico-llm bench", description="Time generation or training; prints JSON.")
+    parser = Parser(prog="pico-llm bench", description="Time generation or training; prints JSON.")
     parser.add_argument("what", choices=["generate", "train"])
     parser.add_argument("--model", default="kgram_cnn")
     parser.add_argument("--run", default=None, metavar="RUN_DIR", help="time a trained run's model instead")
@@ -318,14 +373,21 @@ def cmd_bench(argv: list[str]) -> int:
         result = bench_generate(quantize(model, args.quantize), args.prompt_tokens, args.new_tokens, args.repeats)
         result.update(params=params, quantize=args.quantize)
     else:
-        config = TrainConfig(model=model.name, context=model.config.context, batch_size=args.batch_size,
-                             device=args.device, dtype=args.dtype).validate()
+        config = TrainConfig(model=model.name, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
         result = bench_train(model, config, args.steps)
     print(json.dumps(result))
     return 0
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "models": cmd_models, "bench": cmd_bench}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """PicoWarnings as one `warning:` line in flag words; other warnings as Python shows them."""
+    if issubclass(category, PicoWarning):
+        print(f"warning: {as_flags(str(message))}", file=sys.stderr, flush=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,14 +397,18 @@ def main(argv: list[str] | None = None) -> int:
               "`pico-llm train --help` for its flags)")
         return 0
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "train"
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return COMMANDS[command](argv)
     except PicoError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 def entry_point() -> None:

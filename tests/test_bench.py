@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
-from pico_llm.bench.probes import IGNORE, VOCAB, associative_recall, copying, probe_accuracy
+from pico_llm.bench.probes import IGNORE, SEPARATOR, VOCAB, associative_recall, copying, probe_accuracy
 from pico_llm.bench.sizing import count_params, match_params
 from pico_llm.bench.suite import Suite, run_suite
 from pico_llm.cli import main
-from pico_llm.models import build_model, model_names
+from pico_llm.models import BaseConfig, build_model, model_names
 
 from .conftest import REPO
 
@@ -44,18 +45,48 @@ def test_probe_answers_are_where_the_distance_says():
     assert inputs.max() < VOCAB
 
 
-def test_probe_accuracy_reports_every_bucket():
-    model = build_model("kgram_mlp", vocab_size=VOCAB, context=128, k=4, hidden=32, embed_dim=8)
-    result = probe_accuracy(model, samples=16)
-    assert set(result) == {"recall", "copy"}
-    assert all(0 <= v <= 1 for v in result["copy"].values() if v is not None)
+class ProbeOracle(nn.Module):
+    """Solves both probes by their definitions: after a separator at s it copies the token s back; otherwise it
+    predicts what followed the last earlier occurrence of the current token (an induction head, i.e. recall)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = BaseConfig(vocab_size=VOCAB, context=128)
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, tokens):
+        logits = torch.zeros(*tokens.shape, VOCAB)
+        for row, sequence in enumerate(tokens.tolist()):
+            separator = sequence.index(SEPARATOR) if SEPARATOR in sequence else len(sequence)
+            last = {}
+            for t, token in enumerate(sequence):
+                if t >= separator:
+                    logits[row, t, sequence[t - separator]] = 1.0
+                elif token in last:
+                    logits[row, t, sequence[last[token] + 1]] = 1.0
+                last[token] = t
+        return logits
+
+
+def test_probes_score_recall_and_copying_by_distance():
+    oracle = probe_accuracy(ProbeOracle(), samples=64)
+    assert list(oracle["recall"]) == ["1-8", "9-16", "17-32", "33-64", "65-128"]
+    assert list(oracle["copy"]) == ["4", "8", "16", "32", "60"]
+    assert all(v == 1.0 for v in oracle["recall"].values() if v is not None)
+    assert sum(v is not None for v in oracle["recall"].values()) >= 3
+    assert all(v == 1.0 for v in oracle["copy"].values())
+    untrained = probe_accuracy(build_model("kgram_mlp", vocab_size=VOCAB, context=128, k=4, hidden=32, embed_dim=8), samples=64)
+    assert all(v < 0.2 for v in untrained["recall"].values() if v is not None)
 
 
 def test_tiny_suite_writes_its_reports(tmp_path):
     suite = Suite(time_budget=1.5, probe_seconds=0.5, generate_tokens=10, params=200_000, context=32, batch_size=8)
     results = run_suite(suite, str(REPO / "data" / "sample_text.txt"), ["kgram_mlp", "kgram_cnn"], tmp_path)
-    scores = [r["val_bits_per_byte"] for r in results]
-    assert scores == sorted(scores) and len(scores) == 2
+    assert sorted(r["model"] for r in results) == ["kgram_cnn", "kgram_mlp"]
+    table = [line.split("|") for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| kgram")]
+    listed = [(row[1].strip(), float(row[3])) for row in table]  # (model, val bits/byte) in the order shown
+    assert {name for name, _ in listed} == {"kgram_cnn", "kgram_mlp"}
+    assert [bpb for _, bpb in listed] == sorted(bpb for _, bpb in listed)  # best model first
     for name in ("results.json", "results.md", "bits_per_byte.png", "throughput.png"):
         assert (tmp_path / name).is_file()
     report = json.loads((tmp_path / "results.json").read_text())

@@ -19,7 +19,7 @@ from pico_llm.training.checkpoint import load_checkpoint
 def trained_params(text_file, batch_size: int, grad_accum: int, **overrides) -> dict:
     torch.manual_seed(0)
     model = build_model("kgram_cnn", vocab_size=256, context=32, width=32, n_layers=2)
-    config = TrainConfig(data=str(text_file), context=32, batch_size=batch_size, grad_accum=grad_accum, max_steps=3,
+    config = TrainConfig(data=str(text_file), batch_size=batch_size, grad_accum=grad_accum, max_steps=3,
                          warmup_steps=1, dtype="float32", device="cpu", **overrides)
     trainer = Trainer(model, load_corpus(text_file, "byte"), config)
     for _ in range(3):
@@ -83,7 +83,7 @@ def test_two_gloo_processes_match_one_process_and_resume(text_file, tmp_path):
 def test_mixed_precision_on_cuda_has_no_nans(text_file, dtype):
     torch.manual_seed(0)
     model = build_model("transformer", vocab_size=256, context=32, **model_class("transformer").debug)
-    config = TrainConfig(data=str(text_file), context=32, batch_size=16, grad_accum=2, max_steps=30, warmup_steps=5,
+    config = TrainConfig(data=str(text_file), batch_size=16, grad_accum=2, max_steps=30, warmup_steps=5,
                          eval_every=1000, dtype=dtype, device="cuda")
     trainer = Trainer(model, load_corpus(text_file, "byte"), config)
     summary = trainer.fit()
@@ -93,8 +93,8 @@ def test_mixed_precision_on_cuda_has_no_nans(text_file, dtype):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--grad-accum", "0"], "--grad-accum must be positive"),
-    (["--tokenize-workers", "0"], "--tokenize-workers must be positive"),
+    (["--grad-accum", "0"], "--grad-accum must be ≥ 1"),
+    (["--tokenize-workers", "0"], "--tokenize-workers must be ≥ 1"),
     (["--data", "hf:a:b:c:d"], "bad dataset hf:a:b:c:d"),
 ])
 def test_bad_scale_flags_give_one_line_errors(argv, message, capsys):

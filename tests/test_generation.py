@@ -1,12 +1,14 @@
 """Samplers, streaming text assembly and the generate API."""
 
+import re
+
 import pytest
 import torch
 
 from pico_llm import build_model, generate
 from pico_llm.errors import PicoError
-from pico_llm.generation import Sampling, TextAssembler, sample_next, stream
-from pico_llm.tokenizers import ByteTokenizer, CharTokenizer
+from pico_llm.inference.generation import Sampling, TextAssembler, sample_next, stream
+from pico_llm.data.tokenizers import ByteTokenizer, CharTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +80,30 @@ def test_empty_prompt_starts_from_a_newline(model):
 def test_bad_generation_inputs(model):
     with pytest.raises(PicoError, match="not in the char tokenizer"):
         generate(model, "€", 5, tokenizer=CharTokenizer(list("abc\n")))
-    for bad in ({"temperature": -1}, {"top_k": 0}, {"top_p": 1.5}, {"repetition_penalty": 0}):
-        with pytest.raises(PicoError):
+    bad_values = [({"temperature": -1}, "`temperature` must be ≥ 0.0"), ({"top_k": 0}, "`top_k` must be ≥ 1"),
+                  ({"top_p": 1.5}, "`top_p` must be > 0.0 and ≤ 1.0"), ({"repetition_penalty": 0}, "`repetition_penalty` must be > 0.0"),
+                  ({"temperature": float("nan")}, "`temperature` must be a finite number"),
+                  ({"repetition_penalty": float("nan")}, "`repetition_penalty` must be a finite number"),
+                  ({"seed": 2**70}, "`seed` must be ≥ 0"), ({"num_samples": 0}, "`num_samples` must be between 1 and 1024")]
+    for bad, message in bad_values:
+        with pytest.raises(PicoError, match=re.escape(message)):
             generate(model, "a", 5, **bad)
-    with pytest.raises(PicoError, match="num-samples"):
-        generate(model, "a", 5, num_samples=0)
+    with pytest.raises(PicoError, match="the prompt is not valid UTF-8"):
+        generate(model, "caf\udce9", 5)
+
+
+def test_non_finite_logits_are_a_clear_error(model):
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    with pytest.raises(PicoError, match="non-finite logits"):
+        generate(model, "a", 5)
 
 
 @pytest.mark.parametrize("name", ["transformer", "kgram_cnn"])
 def test_int8_weights_keep_logits_close(name):
     import copy
 
-    from pico_llm.quantize import Int8Linear, quantize
+    from pico_llm.inference.quantize import Int8Linear, quantize
 
     torch.manual_seed(0)
     net = build_model(name, vocab_size=256, context=32, width=32, n_layers=2) if name == "kgram_cnn" else \
@@ -102,5 +116,5 @@ def test_int8_weights_keep_logits_close(name):
         reference, approx = net(tokens), quantized(tokens)
     assert (approx - reference).abs().max() < 0.05 * reference.abs().max()
     assert isinstance(generate(quantized, "ab", 10, seed=0), str)
-    with pytest.raises(PicoError, match="--quantize"):
+    with pytest.raises(PicoError, match="`quantize` must be one of none, int8"):
         quantize(net, "int4")

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pico_llm.errors import PicoError
 from pico_llm.models import build_model, model_class, model_names, model_spec
 from pico_llm.training.checkpoint import load_checkpoint, save_checkpoint
-
 
 # Every registered encoder in its debug flavour, plus variants that exercise options.
 VARIANTS = {name: {} for name in model_names()}
@@ -103,19 +103,40 @@ def test_cnn_dilations_reach_far_and_no_further():
     torch.testing.assert_close(model(outside)[0, -1], base, rtol=0, atol=0)
 
 
-def test_bad_config_values_are_rejected():
-    from pico_llm.errors import PicoError
+BAD_CONFIGS = [
+    ("kgram_cnn", {"aggregation": "mean"}, "`aggregation` must be one of max, attention, got 'mean'"),
+    ("kgram_mlp", {"width": 3}, "no field --width"),
+    ("kgram_mlp", {"k": 0}, "`k` must be ≥ 1, got 0"),
+    ("kgram_cnn", {"pos_embedding": "rotary"}, "`pos_embedding` must be one of none, learned, sinusoidal"),
+    ("transformer", {"n_embd": 30, "n_head": 4}, "`n_embd` 30 must be divisible by `n_head` 4"),
+    ("cnn_attention", {"width": 30, "n_head": 2}, "`width` / `n_head` must be even, got 15"),
+    ("transformer", {"norm": "batchnorm"}, "`norm` must be one of rmsnorm, layernorm"),
+    ("cnn_attention", {"mlp": "relu"}, "`mlp` must be one of gelu, swiglu"),
+    ("transformer", {"n_head": 0}, "`n_head` must be ≥ 1, got 0"),
+    ("kgram_cnn", {"kernel_sizes": ()}, "`kernel_sizes` must list at least one width"),
+    ("kgram_cnn", {"kernel_sizes": (3, 0)}, "`kernel_sizes` must be ≥ 1, got 0"),
+    ("lstm", {"dropout": float("nan")}, "`dropout` must be a finite number, got nan"),
+    ("kgram_mlp", {"dropout": 2}, "`dropout` must be ≥ 0.0 and < 1.0, got 2.0"),
+    ("transformer", {"dropout": float("inf")}, "`dropout` must be a finite number, got inf"),
+    ("kgram_mlp", {"k": "3"}, "`k` must be a whole number, got '3'"),
+    ("cnn_mlp", {"mlp_layers": True}, "`mlp_layers` must be a whole number, got True"),
+    ("lstm", {"hidden": 2.0}, "`hidden` must be a whole number, got 2.0"),
+    ("transformer", {"tie_embeddings": 1}, "`tie_embeddings` must be true or false, got 1"),
+    ("kgram_mlp", {"context": 0}, "`context` must be ≥ 1 and ≤ 1048576, got 0"),
+    ("lstm", {"vocab_size": 1 << 25}, "`vocab_size` must be ≥ 1 and ≤ 16777216"),
+]
 
-    with pytest.raises(PicoError, match="aggregation"):
-        build_model("kgram_cnn", aggregation="mean")
-    with pytest.raises(PicoError, match="no field"):
-        build_model("kgram_mlp", width=3)
-    with pytest.raises(PicoError, match="k must be positive"):
-        build_model("kgram_mlp", k=0)
-    with pytest.raises(PicoError, match="pos_embedding must be one of"):
-        build_model("kgram_cnn", pos_embedding="rotary")
-    with pytest.raises(PicoError, match="divisible"):
-        build_model("transformer", n_embd=30, n_head=4)
-    with pytest.raises(PicoError, match="must be even"):
-        build_model("cnn_attention", width=30, n_head=2)
+
+@pytest.mark.parametrize(("name", "fields", "message"), BAD_CONFIGS)
+def test_bad_config_values_are_rejected(name, fields, message):
+    """One PicoError line naming the field, whichever model and whatever the kind of mistake."""
+    with pytest.raises(PicoError) as caught:
+        build_model(name, **{**model_class(name).debug, **fields})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_good_edge_values_are_accepted():
     build_model("transformer", n_embd=30, n_head=2, pos_embedding="learned")
+    config = build_model("kgram_cnn", kernel_sizes=[2, 3], dropout=0).config  # JSON gives lists and whole numbers
+    assert config.kernel_sizes == (2, 3) and type(config.dropout) is float

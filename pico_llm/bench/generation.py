@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..generation import Sampling, stream_ids
+from ..inference.generation import Sampling, stream_ids
 from .timing import median_seconds
 
 

@@ -9,7 +9,6 @@ FLOPs per token, MFU against a matmul peak measured here, and long-range probe a
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import resource
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..config import read_config_file, resolve
+from ..files import write_json, write_text
 from ..models.registry import build_model
 from ..training.launch import start_training
 from ..training.trainer import Callback
@@ -55,18 +55,18 @@ class EvalRecorder(Callback):
 
 def bench_one(name: str, data: str, suite: Suite, out: str) -> dict:
     """Train, time and probe one encoder (runs in a child process)."""
-    flags = {"model": name, "data": data, "tokenizer": "byte", "context": suite.context, "batch_size": suite.batch_size,
+    flags = {"model": name, "data": data, "tokenizer": "byte", "batch_size": suite.batch_size,
              "time_budget": suite.time_budget, "seed": suite.seed, "out": str(Path(out, "runs", name)),
              "eval_every": 100, "eval_tokens": 16384, "max_steps": None, "epochs": None}
-    config, fields = resolve(read_config_file(None), flags, {})
-    fields = match_params(name, suite.params, **fields, vocab_size=256, context=suite.context)
-    fields = {k: v for k, v in fields.items() if k not in ("vocab_size", "context")}
+    config, fields = resolve(read_config_file(None), flags, {"context": suite.context})
+    fields = match_params(name, suite.params, **fields, vocab_size=256)
+    fields = {k: v for k, v in fields.items() if k != "vocab_size"}
     recorder = EvalRecorder()
     trainer, _ = start_training(config, fields, [recorder])
     summary = trainer.fit()
     generation = bench_generate(trainer.model, 1, suite.generate_tokens)
     torch.manual_seed(suite.seed)
-    probe_model = build_model(name, **{**fields, "vocab_size": VOCAB, "context": suite.context})
+    probe_model = build_model(name, **{**fields, "vocab_size": VOCAB})
     probe_steps = train_on_probes(probe_model, suite.probe_seconds, suite.context)
     return {
         "model": name,
@@ -91,7 +91,7 @@ def run_suite(suite: Suite, data: str, models: list[str], out: str | Path) -> li
     """Run every model in turn (never concurrently) and write results.json, results.md and plots."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    peaks = {dtype: matmul_peak_flops(getattr(torch, dtype)) for dtype in ("float32", "bfloat16")}
+    peaks: dict[str, float] = {}  # measured for the dtypes the models train in (bfloat16 only where it is native)
     results = []
     spawn = multiprocessing.get_context("spawn")
     for name in models:
@@ -99,14 +99,16 @@ def run_suite(suite: Suite, data: str, models: list[str], out: str | Path) -> li
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
             result = pool.submit(bench_one, name, data, suite, str(out)).result()
         achieved = result["flops_per_token"] * result["train_tokens_per_second"]
+        if result["dtype"] not in peaks:
+            peaks[result["dtype"]] = matmul_peak_flops(getattr(torch, result["dtype"]))
         result["mfu"] = round(achieved / peaks[result["dtype"]], 4)
         results.append(result)
         print(f"[bench] {name}: {result['val_bits_per_byte']:.4f} bits/byte, {result['train_tokens_per_second']:.0f} tok/s", flush=True)
     results.sort(key=lambda r: r["val_bits_per_byte"])
     report = {"suite": asdict(suite), "data": data, "matmul_peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
               "threads": torch.get_num_threads(), "results": results}
-    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "results.md").write_text(markdown_table(report))
+    write_json(out / "results.json", report)
+    write_text(out / "results.md", markdown_table(report))
     plot_suite(results, out)
     return results
 

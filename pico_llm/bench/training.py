@@ -15,8 +15,8 @@ import torch
 from torch.utils import benchmark
 
 from ..config import TrainConfig
-from ..data import Corpus
-from ..tokenizers import ByteTokenizer
+from ..data.cache import Corpus
+from ..data.tokenizers import ByteTokenizer
 from ..training.trainer import Trainer
 
 
@@ -56,7 +56,7 @@ def bench_train(model: torch.nn.Module, config: TrainConfig, steps: int, warmup:
     return {
         "model": model.name,
         "params": model.num_params(),
-        "context": config.context,
+        "context": model.config.context,
         "batch_size": config.batch_size,
         "dtype": str(trainer.dtype).removeprefix("torch."),
         "tokens_per_second": round(tokens_per_second, 1),

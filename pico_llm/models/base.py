@@ -8,6 +8,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..config import check_fields, option
+from ..errors import PicoError
+
 
 @dataclass
 class BaseConfig:
@@ -16,24 +19,24 @@ class BaseConfig:
     `pos_embedding` adds absolute positions (none, learned, sinusoidal; attention models also take
     rotary); `stack` merges each token with its stack-1 predecessors into one input vector (byte
     patches).
+
+    Every field, a subclass's too, is checked when the config is built (`check_fields`: its type,
+    and the range or choices its `option(...)` declares), so a model never sees a bad value.
     """
 
-    vocab_size: int = 256
-    context: int = 128
+    vocab_size: int = option(256, min=1, max=1 << 24)
+    context: int = option(128, min=1, max=1 << 20)
     pos_embedding: str = "none"
-    stack: int = 1
+    stack: int = option(1, min=1, max=1024)
 
     positions: ClassVar[tuple[str, ...]] = ("none", "learned", "sinusoidal")
 
-    def require_positive(self, *fields: str) -> None:
-        for name in fields:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
     def __post_init__(self) -> None:
-        self.require_positive("vocab_size", "context", "stack")
-        if self.pos_embedding not in self.positions:
-            raise ValueError(f"pos_embedding must be one of {', '.join(self.positions)} for this model, got {self.pos_embedding!r}")
+        check_fields(self)
+        if self.pos_embedding not in self.positions:  # not an option(): the allowed set depends on the class
+            raise PicoError(
+                f"`pos_embedding` must be one of {', '.join(self.positions)} for this model, got {self.pos_embedding!r}"
+            )
 
 
 @dataclass

@@ -17,49 +17,38 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..config import option
 from .base import LanguageModel
 from .kgram_cnn import ConvBlock, ConvStack, KgramCNNConfig
 from .kgram_mlp import KgramHead
-from .layers import ATTENTION_POSITIONS, KVCache, TransformerBlock, check_attention_fields, make_norm
+from .layers import AttentionFields, KVCache, TransformerBlock, make_norm
 from .processors import TokenInput
 from .registry import register_model
 
 
 @dataclass
-class CNNAttentionConfig(KgramCNNConfig):
-    n_layers: int = 6
-    attention_every: int = 3
-    n_head: int = 4
-    norm: str = "rmsnorm"
-    mlp: str = "swiglu"
-    pos_embedding: str = "rotary"
+class CNNAttentionConfig(AttentionFields, KgramCNNConfig):
+    n_layers: int = option(6, min=1)
+    attention_every: int = option(3, min=1)
 
-    positions: ClassVar[tuple[str, ...]] = ATTENTION_POSITIONS
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.require_positive("attention_every")
-        check_attention_fields("width", self.width, self.n_head, self.norm, self.mlp, self.pos_embedding)
+    dim_field = "width"
 
 
 @register_model("cnn_attention")
 class CNNAttention(LanguageModel):
     Config = CNNAttentionConfig
     description = "dilated causal CNN blocks with a transformer block every N layers (local + long-range)"
-    debug = {"width": 32, "n_layers": 4, "attention_every": 2, "n_head": 2}
+    debug: ClassVar[dict] = {"width": 32, "n_layers": 4, "attention_every": 2, "n_head": 2}
     width_field = "width"
 
     def __init__(self, config: CNNAttentionConfig):
         super().__init__(config)
         self.input = TokenInput(config, config.width, config.dropout)
-        rotary = config.pos_embedding == "rotary"
         layers: list[nn.Module] = []
         for i in range(config.n_layers):
             layers.append(ConvBlock(config, config.dilation(i)))
             if (i + 1) % config.attention_every == 0:
-                layers.append(
-                    TransformerBlock(config.width, config.n_head, config.context, config.norm, config.mlp, config.dropout, rotary)
-                )
+                layers.append(TransformerBlock(config))
         self.layers = nn.ModuleList(layers)
         self.norm = make_norm(config.norm, config.width)
         self.head = nn.Linear(config.width, config.vocab_size)
@@ -97,27 +86,31 @@ class CNNAttention(LanguageModel):
 
 @dataclass
 class CNNMLPConfig(KgramCNNConfig):
-    n_layers: int = 4
-    k: int = 8
-    hidden: int = 512
-    mlp_layers: int = 1
+    """`n_layers` and `layer_norm` are the conv stack's; the k-gram head has `mlp_layers` and no norm."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.require_positive("k", "hidden", "mlp_layers")
+    n_layers: int = option(4, min=1)
+    k: int = option(8, min=1)
+    hidden: int = option(512, min=1)
+    mlp_layers: int = option(1, min=1)
+
+    head_layer_norm: ClassVar[bool] = False
+
+    @property
+    def head_layers(self) -> int:
+        return self.mlp_layers
 
 
 @register_model("cnn_mlp")
 class CNNMLP(LanguageModel):
     Config = CNNMLPConfig
     description = "K-gram CNN feature extractor feeding a K-gram MLP head over the last k positions"
-    debug = {"width": 16, "n_layers": 2, "k": 3, "hidden": 32}
+    debug: ClassVar[dict] = {"width": 16, "n_layers": 2, "k": 3, "hidden": 32}
     width_field = "width"
 
     def __init__(self, config: CNNMLPConfig):
         super().__init__(config)
         self.features = ConvStack(config)
-        self.kgram = KgramHead(config.k, config.width, config.hidden, config.mlp_layers, config.vocab_size, config.dropout)
+        self.kgram = KgramHead(config, config.width)
 
     @property
     def streams(self) -> bool:

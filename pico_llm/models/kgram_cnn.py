@@ -10,13 +10,16 @@ exponentially with depth, the WaveNet recipe for long range at a small cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import option
+from ..errors import PicoError
 from .base import BaseConfig, LanguageModel
-from .processors import TokenInput, check_choice, tail
+from .processors import TokenInput, tail
 from .registry import register_model
 
 AGGREGATIONS = ("max", "attention")
@@ -24,23 +27,20 @@ AGGREGATIONS = ("max", "attention")
 
 @dataclass
 class KgramCNNConfig(BaseConfig):
-    width: int = 192
-    n_layers: int = 7
-    kernel_sizes: tuple[int, ...] = (3,)
-    dilation_base: int = 2
-    dilation_cycle: int = 8
+    width: int = option(192, min=1)
+    n_layers: int = option(7, min=1)
+    kernel_sizes: tuple[int, ...] = option((3,), min=1)
+    dilation_base: int = option(2, min=1)
+    dilation_cycle: int = option(8, min=1)
     gated: bool = True
     layer_norm: bool = True
-    aggregation: str = "max"
-    dropout: float = 0.0
+    aggregation: str = option("max", choices=AGGREGATIONS)
+    dropout: float = option(0.0, min=0.0, below=1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
-        if not self.kernel_sizes or min(self.kernel_sizes) < 1:
-            raise ValueError(f"kernel_sizes must be positive widths, got {self.kernel_sizes}")
-        self.require_positive("width", "n_layers", "dilation_base", "dilation_cycle")
-        check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        if not self.kernel_sizes:
+            raise PicoError("`kernel_sizes` must list at least one width, e.g. [3]")
 
     def dilation(self, layer: int) -> int:
         return self.dilation_base ** (layer % self.dilation_cycle)
@@ -152,7 +152,7 @@ class ConvStack(nn.Module):
 class KgramCNN(LanguageModel):
     Config = KgramCNNConfig
     description = "residual causal multi-branch 1-D CNN with dilations, GLU and max/attention pooling"
-    debug = {"width": 16, "n_layers": 3, "kernel_sizes": (2, 3)}
+    debug: ClassVar[dict] = {"width": 16, "n_layers": 3, "kernel_sizes": (2, 3)}
     width_field = "width"
 
     def __init__(self, config: KgramCNNConfig):

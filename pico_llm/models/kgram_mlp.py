@@ -7,10 +7,12 @@ positions are built at once with `unfold`, so training has no Python loop over p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..config import option
 from .base import BaseConfig, LanguageModel
 from .processors import TokenInput, kgram_window, tail
 from .registry import register_model
@@ -18,38 +20,44 @@ from .registry import register_model
 
 @dataclass
 class KgramMLPConfig(BaseConfig):
-    k: int = 16
-    embed_dim: int = 32
-    hidden: int = 512
-    n_layers: int = 2
-    dropout: float = 0.1
+    k: int = option(16, min=1)
+    embed_dim: int = option(32, min=1)
+    hidden: int = option(512, min=1)
+    n_layers: int = option(2, min=1)
+    dropout: float = option(0.1, min=0.0, below=1.0)
     layer_norm: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.require_positive("k", "embed_dim", "hidden", "n_layers")
+    @property
+    def head_layers(self) -> int:
+        return self.n_layers
+
+    @property
+    def head_layer_norm(self) -> bool:
+        return self.layer_norm
 
 
 class KgramHead(nn.Module):
     """An MLP over the last k input vectors, to logits; the decoding state is the last k-1 vectors.
 
-    Shared by `kgram_mlp` (over token embeddings) and `cnn_mlp` (over CNN features).
+    Shared by `kgram_mlp` (over token embeddings) and `cnn_mlp` (over CNN features of width
+    `in_dim`). It reads `k`, `hidden`, `dropout` and `vocab_size` from the config, and its depth and
+    norm from `head_layers` and `head_layer_norm`: properties, because cnn_mlp's `n_layers` and
+    `layer_norm` fields belong to its conv stack, and saved configs keep their field names.
     """
 
-    def __init__(self, k: int, in_dim: int, hidden: int, n_layers: int, vocab_size: int, dropout: float,
-                 layer_norm: bool = False):
+    def __init__(self, config, in_dim: int):
         super().__init__()
-        self.k = k
+        self.k = config.k
         layers: list[nn.Module] = []
-        width = k * in_dim
-        for _ in range(n_layers):
-            layers.append(nn.Linear(width, hidden))
-            if layer_norm:
-                layers.append(nn.LayerNorm(hidden))
-            layers += [nn.GELU(), nn.Dropout(dropout)]
-            width = hidden
+        width = config.k * in_dim
+        for _ in range(config.head_layers):
+            layers.append(nn.Linear(width, config.hidden))
+            if config.head_layer_norm:
+                layers.append(nn.LayerNorm(config.hidden))
+            layers += [nn.GELU(), nn.Dropout(config.dropout)]
+            width = config.hidden
         self.mlp = nn.Sequential(*layers)
-        self.head = nn.Linear(width, vocab_size)
+        self.head = nn.Linear(width, config.vocab_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, T, D] -> logits [B, T, V], every position from its own window."""
@@ -70,14 +78,13 @@ class KgramHead(nn.Module):
 class KgramMLP(LanguageModel):
     Config = KgramMLPConfig
     description = "Bengio-style MLP over the concatenated embeddings of the last k tokens"
-    debug = {"k": 4, "embed_dim": 8, "hidden": 32}
+    debug: ClassVar[dict] = {"k": 4, "embed_dim": 8, "hidden": 32}
     width_field = "hidden"
 
     def __init__(self, config: KgramMLPConfig):
         super().__init__(config)
         self.input = TokenInput(config, config.embed_dim)
-        self.kgram = KgramHead(config.k, config.embed_dim, config.hidden, config.n_layers, config.vocab_size,
-                               config.dropout, config.layer_norm)
+        self.kgram = KgramHead(config, config.embed_dim)
 
     @property
     def streams(self) -> bool:

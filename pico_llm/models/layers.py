@@ -2,30 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import option
+from ..errors import PicoError
 
 NORMS = ("rmsnorm", "layernorm")
 MLPS = ("gelu", "swiglu")
 ATTENTION_POSITIONS = ("rotary", "learned", "sinusoidal", "none")
 
 
-def check_attention_fields(width_field: str, width: int, n_head: int, norm: str, mlp: str, pos_embedding: str) -> None:
-    """Validation shared by every config with transformer blocks."""
-    if n_head <= 0:
-        raise ValueError(f"n_head must be positive, got {n_head}")
-    if width % n_head:
-        raise ValueError(f"{width_field} {width} must be divisible by n_head {n_head}")
-    if pos_embedding == "rotary" and (width // n_head) % 2:
-        raise ValueError(
-            f"rotary positions rotate channel pairs, so {width_field} / n_head must be even, got {width // n_head}; "
-            "change either, or use another --pos-embedding"
-        )
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    if mlp not in MLPS:
-        raise ValueError(f"mlp must be one of {', '.join(MLPS)}, got {mlp!r}")
+@dataclass
+class AttentionFields:
+    """The config fields of every model with transformer blocks, and their checks.
+
+    `TransformerBlock(config)` reads its settings from here (plus `context`), so a new attention
+    setting is one field here and its use in a block, whichever models have attention. Mix it in
+    before the BaseConfig-derived base, `class C(AttentionFields, BaseConfig)`: its `__post_init__`
+    then runs after the per-field checks. `dim_field` names the config's model width (`n_embd`,
+    `width`), which stays the field it always was so saved configs still build.
+    """
+
+    n_head: int = option(4, min=1)
+    norm: str = option("rmsnorm", choices=NORMS)
+    mlp: str = option("swiglu", choices=MLPS)
+    dropout: float = option(0.0, min=0.0, below=1.0)
+    pos_embedding: str = "rotary"
+
+    positions: ClassVar[tuple[str, ...]] = ATTENTION_POSITIONS
+    dim_field: ClassVar[str]
+
+    @property
+    def dim(self) -> int:
+        return getattr(self, self.dim_field)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_head
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # BaseConfig's field checks: n_head is a positive whole number from here on
+        if self.dim % self.n_head:
+            raise PicoError(f"`{self.dim_field}` {self.dim} must be divisible by `n_head` {self.n_head}")
+        if self.pos_embedding == "rotary" and self.head_dim % 2:
+            raise PicoError(
+                f"rotary positions rotate channel pairs, so `{self.dim_field}` / `n_head` must be even, got "
+                f"{self.head_dim}; change either, or use another `pos_embedding`"
+            )
 
 
 class RMSNorm(nn.Module):
@@ -104,16 +132,14 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, drop
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention through PyTorch's fused scaled_dot_product_attention."""
 
-    def __init__(self, dim: int, n_head: int, context: int, dropout: float = 0.0, rotary: bool = True):
+    def __init__(self, config: AttentionFields):
         super().__init__()
-        if dim % n_head:
-            raise ValueError(f"width {dim} must be divisible by n_head {n_head}")
-        self.n_head = n_head
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.proj = nn.Linear(dim, dim, bias=False)
-        self.rotary = Rotary(dim // n_head, context) if rotary else None
-        self.dropout = dropout
-        self.resid_dropout = nn.Dropout(dropout)
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
+        self.proj = nn.Linear(config.dim, config.dim, bias=False)
+        self.rotary = Rotary(config.head_dim, config.context) if config.pos_embedding == "rotary" else None
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
 
     def split_heads(self, x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, length, dim = x.shape
@@ -143,13 +169,14 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     """Position-wise feed-forward: GELU (4× wide) or SwiGLU (≈8/3× wide, same parameter count)."""
 
-    def __init__(self, dim: int, kind: str = "swiglu", dropout: float = 0.0):
+    def __init__(self, config: AttentionFields):
         super().__init__()
-        self.kind = kind
-        hidden = 4 * dim if kind == "gelu" else 32 * -(-8 * dim // 3 // 32)
-        self.up = nn.Linear(dim, hidden * (2 if kind == "swiglu" else 1), bias=False)
+        dim = config.dim
+        self.kind = config.mlp
+        hidden = 4 * dim if self.kind == "gelu" else 32 * -(-8 * dim // 3 // 32)
+        self.up = nn.Linear(dim, hidden * (2 if self.kind == "swiglu" else 1), bias=False)
         self.down = nn.Linear(hidden, dim, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
@@ -164,12 +191,12 @@ class MLP(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm residual block: x + attention(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, dim: int, n_head: int, context: int, norm: str, mlp: str, dropout: float, rotary: bool):
+    def __init__(self, config: AttentionFields):
         super().__init__()
-        self.attn_norm = make_norm(norm, dim)
-        self.attn = CausalSelfAttention(dim, n_head, context, dropout, rotary)
-        self.mlp_norm = make_norm(norm, dim)
-        self.mlp = MLP(dim, mlp, dropout)
+        self.attn_norm = make_norm(config.norm, config.dim)
+        self.attn = CausalSelfAttention(config)
+        self.mlp_norm = make_norm(config.norm, config.dim)
+        self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int = 0) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cache, offset)

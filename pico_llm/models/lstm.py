@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..config import option
 from .base import BaseConfig, LanguageModel
 from .processors import TokenInput
 from .registry import register_model
@@ -14,21 +16,17 @@ from .registry import register_model
 
 @dataclass
 class LSTMConfig(BaseConfig):
-    embed_dim: int = 128
-    hidden: int = 384
-    n_layers: int = 2
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.require_positive("embed_dim", "hidden", "n_layers")
+    embed_dim: int = option(128, min=1)
+    hidden: int = option(384, min=1)
+    n_layers: int = option(2, min=1)
+    dropout: float = option(0.0, min=0.0, below=1.0)
 
 
 @register_model("lstm")
 class LSTM(LanguageModel):
     Config = LSTMConfig
     description = "embedding -> multi-layer LSTM -> linear head (recurrent baseline)"
-    debug = {"embed_dim": 16, "hidden": 32}
+    debug: ClassVar[dict] = {"embed_dim": 16, "hidden": 32}
     width_field = "hidden"
 
     def __init__(self, config: LSTMConfig):
@@ -44,14 +42,27 @@ class LSTM(LanguageModel):
     def streams(self) -> bool:
         return self.config.pos_embedding == "none"
 
+    def run_lstm(self, x: torch.Tensor, hx=None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The LSTM; on the CPU always in float32, even under bfloat16 autocast (as `layers.attend`).
+
+        oneDNN has no bfloat16 LSTM on CPUs without native bfloat16 (AVX2 only): under autocast it
+        fails with "could not create a primitive descriptor for the LSTM forward propagation
+        primitive". The output comes back in x's dtype; the state `hx` stays float32.
+        """
+        if x.device.type != "cpu":
+            return self.lstm(x, hx)
+        with torch.autocast("cpu", enabled=False):
+            output, hx = self.lstm(x.float(), hx)
+        return output.type_as(x), hx
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        output, _ = self.lstm(self.input(tokens))
+        output, _ = self.run_lstm(self.input(tokens))
         return self.head(output)
 
     def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        output, state.caches["lstm"] = self.lstm(self.input(tokens, state))
+        output, state.caches["lstm"] = self.run_lstm(self.input(tokens, state))
         return self.head(output[:, -1])
 
     def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        output, state.caches["lstm"] = self.lstm(self.input.step(tokens, state), state.caches["lstm"])
+        output, state.caches["lstm"] = self.run_lstm(self.input.step(tokens, state), state.caches["lstm"])
         return self.head(output[:, -1])

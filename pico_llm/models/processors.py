@@ -12,10 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-def check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{field} must be one of {', '.join(choices)}, got {value!r}")
-
 
 class PositionalEmbedding(nn.Module):
     """Absolute position information added to token embeddings: none, learned or sinusoidal."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import json
 import pkgutil
 import sys
 from pathlib import Path
@@ -96,3 +97,8 @@ def build_model(name_or_spec: str | dict, **fields: Any):
 def model_spec(model) -> dict:
     """JSON-serialisable description of a model: its name and every config field."""
     return {"name": model.name, **dataclasses.asdict(model.config)}
+
+
+def same_spec(a: dict | None, b: dict | None) -> bool:
+    """Whether two model specs describe the same model (one may have been through JSON: lists for tuples)."""
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))

@@ -14,29 +14,20 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..config import option
 from .base import BaseConfig, LanguageModel
-from .layers import ATTENTION_POSITIONS, KVCache, TransformerBlock, check_attention_fields, make_norm
+from .layers import AttentionFields, KVCache, TransformerBlock, make_norm
 from .processors import TokenInput
 from .registry import register_model
 
 
 @dataclass
-class TransformerConfig(BaseConfig):
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    norm: str = "rmsnorm"
-    mlp: str = "swiglu"
-    pos_embedding: str = "rotary"
+class TransformerConfig(AttentionFields, BaseConfig):
+    n_layer: int = option(4, min=1)
+    n_embd: int = option(128, min=1)
     tie_embeddings: bool = True
 
-    positions: ClassVar[tuple[str, ...]] = ATTENTION_POSITIONS
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.require_positive("n_layer", "n_embd")
-        check_attention_fields("n_embd", self.n_embd, self.n_head, self.norm, self.mlp, self.pos_embedding)
+    dim_field = "n_embd"
 
 
 def init_gpt_style(model: nn.Module, n_layer: int) -> None:
@@ -53,17 +44,13 @@ def init_gpt_style(model: nn.Module, n_layer: int) -> None:
 class Transformer(LanguageModel):
     Config = TransformerConfig
     description = "decoder-only transformer: RoPE, RMSNorm, SwiGLU, fused causal attention, tied embeddings"
-    debug = {"n_layer": 2, "n_head": 2, "n_embd": 32}
+    debug: ClassVar[dict] = {"n_layer": 2, "n_head": 2, "n_embd": 32}
     width_field = "n_embd"
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
         self.input = TokenInput(config, config.n_embd, config.dropout)
-        rotary = config.pos_embedding == "rotary"
-        self.blocks = nn.ModuleList(
-            TransformerBlock(config.n_embd, config.n_head, config.context, config.norm, config.mlp, config.dropout, rotary)
-            for _ in range(config.n_layer)
-        )
+        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layer))
         self.norm = make_norm(config.norm, config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         init_gpt_style(self, config.n_layer)

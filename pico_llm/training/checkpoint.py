@@ -1,34 +1,27 @@
 """Checkpoints: written atomically, loaded without running code.
 
-`save_checkpoint` writes to a temporary file in the same folder, flushes it to disk and renames it
-over the old one, so a kill at any moment leaves either the previous or the new checkpoint, never a
-torn file. `load_checkpoint` uses `weights_only=True`: a checkpoint holds tensors and plain values,
-and a malicious file cannot execute code when loaded.
+`save_checkpoint` writes through `files.atomic_file` (a temporary file in the same folder, flushed to
+disk, renamed over the old one), so a kill at any moment leaves either the previous or the new
+checkpoint, never a torn file, and a full disk leaves the previous one intact. `load_checkpoint` uses
+`weights_only=True`: a checkpoint holds tensors and plain values, and a malicious file cannot execute
+code when loaded.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from .. import files
 from ..errors import PicoError
 
 CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with files.atomic_file(path) as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
@@ -42,4 +35,3 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise PicoError(f"{path} is not a pico-llm checkpoint (format {CHECKPOINT_FORMAT})")
     return state
-

@@ -79,7 +79,7 @@ def join(device: torch.device) -> tuple[Place, torch.device]:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         if device.type not in ("cpu", "cuda"):
-            raise PicoError(f"distributed training runs on CPUs (gloo) or CUDA GPUs (nccl), not {device.type}; use --device cpu")
+            raise PicoError(f"distributed training runs on CPUs (gloo) or CUDA GPUs (nccl), not {device.type}; set `device` to cpu")
         if device.type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import eval_batches
+from ..data.batches import eval_batches
 
 
 def summarize(total_nats: float, tokens: int, correct: int, total_bytes: int) -> dict:
@@ -39,13 +40,20 @@ def evaluate(
     device: torch.device,
     max_tokens: int | None = None,
     autocast=nullcontext,
-) -> dict:
-    """Metrics over consecutive windows of `tokens` (all of them, or the first `max_tokens`)."""
+    should_stop: Callable[[], bool] | None = None,
+) -> dict | None:
+    """Metrics over consecutive windows of `tokens` (all of them, or the first `max_tokens`).
+
+    `should_stop`, asked between batches, cuts a long evaluation short: the result is then None.
+    """
     was_training = model.training
     model.eval()
     lengths = torch.as_tensor(byte_lengths, device=device)
     total_nats, count, correct, total_bytes = 0.0, 0, 0, 0
     for inputs, targets in eval_batches(tokens, context, batch_size, max_tokens):
+        if should_stop is not None and should_stop():
+            model.train(was_training)
+            return None
         inputs, targets = inputs.to(device), targets.to(device)
         with autocast():
             logits = model(inputs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..files import atomic_file
+
 
 def plot_curves(records: list[dict], path: str | Path) -> None:
     """Draw the metrics log as a 2×2 grid; matplotlib is imported here so the core stays light."""
@@ -25,5 +27,6 @@ def plot_curves(records: list[dict], path: str | Path) -> None:
         ppl_ax.set(xlabel=x_label, ylabel="val perplexity", title=f"val perplexity vs {x_label}", yscale="log")
         for ax in (loss_ax, ppl_ax):
             ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=90)
+    with atomic_file(path) as handle:
+        fig.savefig(handle, format="png", dpi=90)
     plt.close(fig)

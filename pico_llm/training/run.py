@@ -1,67 +1,200 @@
-"""The run folder: what a training run leaves behind, and how to load it back.
+"""The run folder: what a training run leaves behind, written so that no crash or signal loses work.
 
-    RUN_DIR/config.json      the fully resolved config (train + model)
+    RUN_DIR/config.json      the fully resolved config (train, model, runtime, data keys)
             metrics.jsonl    one JSON object per log/eval event
-            checkpoint.pt    latest state (model, optimizer, RNG, step) for --resume
+            checkpoint.pt    latest state (model, optimizer, RNG, step) for resume
             best.pt          weights with the best val loss
             tokenizer.json   the tokenizer, so generation and eval need nothing else
             curves.png       loss and perplexity against steps and wall time
             samples.txt      text generated from a fixed prompt at each eval
             summary.json     final metrics
+            .lock            held by the process training into the folder
+
+One writer at a time: the trainer holds an exclusive lock (`fcntl.flock`) on `.lock` while it runs,
+and a second one is told which process holds it. Every file is replaced atomically (files.py);
+temporary files left by a killed writer are swept when the folder is opened again, and a resumed
+run drops the metrics and samples logged after its checkpoint, so no step appears twice.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from ..config import TrainConfig
-from ..errors import PicoError
-from ..generation import generate
-from ..models.registry import build_model, load_plugins, model_spec
-from ..tokenizers import Tokenizer, tokenizer_from_state
-from .checkpoint import load_checkpoint
-from .device import pick_device
+from ..data.tokenizers import Tokenizer
+from ..errors import PicoError, warn
+from ..files import append_text, sweep_temp_files, write_json, write_text
+from ..inference.generation import encode_prompt, generate
+from ..models.registry import model_spec
 from .plots import plot_curves
+from .runtime import Runtime
 from .trainer import Callback, Trainer
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer at a time is then up to the user
+    fcntl = None
+
 SAMPLE_SEED = 1234
+LOCK_FILE = ".lock"
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "tokenizer.json", "curves.png",
+             "samples.txt", "summary.json")
+SAMPLE_HEADER = re.compile(r"^=== step (\d+) ", re.MULTILINE)
 
 
 def default_run_dir(model_name: str) -> Path:
     return Path("experiments/results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{model_name}"
 
 
-def write_json(path: Path, content: dict) -> None:
-    path.write_text(json.dumps(content, indent=2) + "\n")
+class RunLock:
+    """An exclusive lock on a run folder, held from `acquire` until `release` (or the process's end)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK_FILE
+        self.handle = None
+
+    def acquire(self) -> None:
+        if fcntl is None:
+            return
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise PicoError(
+                f"{self.path.parent} is in use by another training (PID {holder}); wait for it to finish, or choose another `out`"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self.handle = handle
+
+    @classmethod
+    def check_free(cls, folder: Path) -> None:
+        """Fail now, with the holder's PID, if another process trains into `folder` (before any slow start-up)."""
+        if (folder / LOCK_FILE).exists():
+            probe = cls(folder)
+            probe.acquire()
+            probe.release()
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing the file releases the lock
+            self.handle = None
+
+
+def _prepare(path: Path, resume: bool, overwrite: bool) -> None:
+    """Check that `path` can become (or stays) this run's folder; clear it when overwriting."""
+    if resume:
+        return
+    files = [p for p in path.iterdir() if p.name != LOCK_FILE] if path.is_dir() else []
+    if overwrite or not (path / "checkpoint.pt").exists() and {p.name for p in files} <= set(RUN_FILES):
+        for name in RUN_FILES:  # only a run's own files: `out` may be a folder that holds other things
+            (path / name).unlink(missing_ok=True)
+    elif files:
+        raise PicoError(
+            f"{path} already holds a run; continue it with `resume` {path}, replace it with `overwrite`, or choose another `out`"
+        )
 
 
 class RunFolder(Callback):
-    """Writes the run folder's files as training proceeds."""
+    """Opens (locks, checks, tidies) a run folder and writes its files as training proceeds."""
 
-    def __init__(self, path: str | Path, config: TrainConfig, model: torch.nn.Module, tokenizer: Tokenizer):
+    def __init__(self, path: str | Path, tokenizer: Tokenizer, resume: bool = False, overwrite: bool = False):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self.tokenizer = tokenizer
-        write_json(self.path / "config.json", {"train": asdict(config), "model": model_spec(model)})
-        tokenizer.save(self.path)
+        if self.path.exists() and not self.path.is_dir():
+            raise PicoError(f"`out` {self.path} is a file, not a folder; choose another `out`")
+        self.created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PicoError(f"cannot create the run folder {self.path} ({err.strerror}); choose another `out`") from None
+        self.lock = RunLock(self.path)
+        self.lock.acquire()
+        try:
+            sweep_temp_files(self.path)
+            _prepare(self.path, resume, overwrite)
+        except BaseException:
+            self.discard()
+            raise
+        self.sample_prompt = "\n"
+
+    def write_config(self, config: TrainConfig, model: torch.nn.Module, runtime: Runtime, data_keys) -> None:
+        write_json(self.path / "config.json", {"train": asdict(config), "model": model_spec(model),
+                                               "runtime": runtime.record(), "data": list(data_keys)})
+        write_text(self.path / "tokenizer.json", json.dumps(self.tokenizer.state(), indent=1))
+
+    def rewind(self, step: int) -> None:
+        """Forget what was logged after `step`, the checkpoint a resumed run starts from, and the final
+        eval's record and sample, which the resumed run makes again: then no step is logged twice."""
+        records = self.records()
+        final = {r["step"] for r in records if r["event"] == "final"}
+        kept = [r for r in records if r["step"] <= step and r["event"] != "final"]
+        write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        samples = self.path / "samples.txt"
+        if samples.is_file():
+            text = samples.read_text(errors="replace")
+            redone = (m.start() for m in SAMPLE_HEADER.finditer(text) if int(m.group(1)) > step or int(m.group(1)) in final)
+            write_text(samples, text[: next(redone, len(text))])
+        (self.path / "summary.json").unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Leave the folder as if this run had never started: it trained nothing (start-up failed or was stopped).
+
+        A folder this process created is removed; in another, only the files of a run that never
+        saved a checkpoint go, so a retry into it is never blocked.
+        """
+        self.lock.release()
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        elif not (self.path / "checkpoint.pt").exists():
+            for name in RUN_FILES:
+                (self.path / name).unlink(missing_ok=True)
 
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
     def records(self) -> list[dict]:
+        """The metrics log; a line torn by a killed writer is skipped."""
         if not self.metrics_path.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        records = []
+        for line in self.metrics_path.read_text(errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), int)]
 
     def _append(self, record: dict) -> None:
-        with open(self.metrics_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_text(self.metrics_path, json.dumps(record) + "\n")
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.sample_prompt = self._encodable_prompt(trainer.config.sample_prompt, trainer)
+
+    def _encodable_prompt(self, prompt: str, trainer: Trainer) -> str:
+        """`prompt`, or the training text's first token when the vocabulary cannot encode it (a char
+        vocabulary without a newline, say), so a run never fails at its first sample."""
+        try:
+            encode_prompt(self.tokenizer, prompt)
+            return prompt
+        except PicoError:
+            fallback = self.tokenizer.decode(trainer.corpus.train[:1].tolist())
+            warn(f"the `sample_prompt` {prompt!r} is not in this tokenizer's vocabulary; samples start from {fallback!r}")
+            return fallback
 
     def on_log(self, trainer: Trainer, record: dict) -> None:
         self._append(record)
@@ -71,50 +204,15 @@ class RunFolder(Callback):
         cfg = trainer.config
         # no autocast: a sample is a few hundred one-token steps, where casting costs more than it saves
         # (the baby GPT samples 710 tokens/s in float32 on the CPU, 460 under bfloat16 autocast)
-        text = generate(trainer.model, cfg.sample_prompt, cfg.sample_tokens, tokenizer=self.tokenizer, seed=SAMPLE_SEED)
-        with open(self.path / "samples.txt", "a") as handle:
-            handle.write(f"=== step {trainer.step} (val loss {record['val_loss']:.4f}) ===\n{text}\n\n")
+        text = generate(trainer.model, self.sample_prompt, cfg.sample_tokens, tokenizer=self.tokenizer, seed=SAMPLE_SEED)
+        append_text(self.path / "samples.txt", f"=== step {trainer.step} (val loss {record['val_loss']:.4f}) ===\n{text}\n\n")
 
     def on_train_end(self, trainer: Trainer, summary: dict) -> None:
         write_json(self.path / "summary.json", summary)
         self.plot()
 
+    def on_fit_exit(self, trainer: Trainer) -> None:
+        self.lock.release()
+
     def plot(self) -> None:
         plot_curves(self.records(), self.path / "curves.png")
-
-
-@dataclass
-class Run:
-    """A trained model loaded from its run folder."""
-
-    path: Path
-    model: torch.nn.Module
-    tokenizer: Tokenizer
-    config: dict
-
-    def generate(self, prompt: str = "", max_new_tokens: int = 200, **kwargs):
-        return generate(self, prompt, max_new_tokens, **kwargs)
-
-
-def read_run_config(path: str | Path) -> dict:
-    config_path = Path(path, "config.json")
-    if not config_path.is_file():
-        raise PicoError(f"{path} is not a run folder (no config.json); pass a folder written by `pico-llm train`")
-    return json.loads(config_path.read_text())
-
-
-def load_run(path: str | Path, checkpoint: str = "best", device: str = "auto") -> Run:
-    """Load a run folder's model (the best checkpoint by default, or `latest`) and tokenizer."""
-    path = Path(path)
-    config = read_run_config(path)
-    names = {"best": ["best.pt", "checkpoint.pt"], "latest": ["checkpoint.pt"]}[checkpoint]
-    files = [path / n for n in names if (path / n).is_file()]
-    if not files:
-        raise PicoError(f"{path} has no checkpoint yet; train it (or resume it) first")
-    load_plugins(config["train"].get("plugins", ()))
-    state = load_checkpoint(files[0])
-    model = build_model(state["model_spec"])
-    model.load_state_dict(state["model"])
-    tokenizer = tokenizer_from_state(state["tokenizer"])
-    model.to(pick_device(device)).eval()
-    return Run(path, model, tokenizer, config)

@@ -11,6 +11,11 @@ across processes, not synchronised on accumulation micro-batches); every process
 random starts for the global batch from one generator and reads its own share, so the batch equals a
 single process's with the same global size, and resuming needs only one generator state. Only rank 0
 runs the callbacks, evaluates and writes checkpoints; the others stay in step with it.
+
+Nothing is lost on the way out: a stop signal is acted on between steps (a checkpoint of whole
+steps, so a resumed run continues the same curve bit for bit); the checkpoint is written before the
+final eval, which a signal may cut short; and a non-finite loss stops the run before anything is
+saved, so the last good checkpoint stays.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import TrainConfig
-from ..data import Corpus, read_windows, sample_starts
+from ..data.batches import read_windows, sample_starts
+from ..data.cache import Corpus
+from ..errors import PicoError
 from ..models.registry import model_spec
 from .checkpoint import save_checkpoint
-from .device import autocast_for, compile_if_asked, fastest_dtype, pick_device, pick_dtype
-from .distributed import join
 from .metrics import evaluate
+from .runtime import Runtime, compile_if_asked, resolve_runtime
+from .signals import StopSignals
 
 
 class Callback:
@@ -44,11 +51,28 @@ class Callback:
 
     def on_train_end(self, trainer: "Trainer", summary: dict) -> None: ...
 
+    def on_fit_exit(self, trainer: "Trainer") -> None:
+        """Called last, however `fit` ends (finished, stopped or failed)."""
+
+
+class NonFiniteLoss(PicoError):
+    """The loss stopped being a number; the run stops before saving anything."""
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(
+        text in str(err) for text in ("not enough memory", "can't allocate memory", "Cannot allocate memory")
+    )
+
 
 class Trainer:
     """Trains `model` on `corpus` as `config` says; writes checkpoints into `checkpoint_dir` if given.
 
-    Under torchrun it joins the job itself; `fit` then returns the summary on rank 0 and {} elsewhere.
+    `runtime` (device, dtype, process place) is resolved from `config` when not given; under
+    torchrun that joins the job. `fit` returns the summary on rank 0 and {} elsewhere, or {} when
+    stopped early (`interrupted`). The context length is the model's (`model.config.context`).
     """
 
     def __init__(
@@ -58,44 +82,37 @@ class Trainer:
         config: TrainConfig,
         callbacks: list[Callback] | tuple = (),
         checkpoint_dir: str | Path | None = None,
+        runtime: Runtime | None = None,
+        signals: StopSignals | None = None,
     ):
-        corpus.check_context(config.context)
+        self.context = model.config.context
+        corpus.check_context(self.context)
         self.config = config
         self.corpus = corpus
-        self.place, self.device = join(pick_device(config.device))
+        self.runtime = runtime or resolve_runtime(model, config.device, config.dtype, config.compile, config.batch_size)
+        self.place, self.device, self.dtype = self.runtime.place, self.runtime.device, self.runtime.dtype
+        self.signals = signals
         self.callbacks = list(callbacks) if self.place.is_main else []
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.model = model.to(self.device)
-        self.dtype = self._pick_dtype()
-        self.autocast = autocast_for(self.device, self.dtype)
-        self.train_model = self._wrap(compile_if_asked(self.model, config.compile))
+        self.autocast = self.runtime.autocast
+        self.train_model = self._wrap(compile_if_asked(self.model, self.runtime.compile))
         self.optimizer = self._make_optimizer()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.byte_lengths = corpus.tokenizer.token_byte_lengths()
         self.batch_generator = torch.Generator().manual_seed(config.seed)
-        self.tokens_per_step = config.batch_size * config.grad_accum * self.place.world_size * config.context
+        self.tokens_per_step = config.batch_size * config.grad_accum * self.place.world_size * self.context
         self.total_steps = self._total_steps()
         self.step = 0
+        self.session_start_step = 0
         self.tokens_seen = 0
         self.elapsed = 0.0
         self.train_seconds = 0.0
         self.best_val_loss = math.inf
+        self.pending_losses: list[torch.Tensor] = []  # per-step losses since the last log
+        self.saved_step: int | None = None  # the step of the checkpoint.pt on disk
         self.stop_requested = False
         self.interrupted = False
-
-    def _pick_dtype(self) -> torch.dtype:
-        """`--dtype auto` on a CPU with bfloat16: time both and keep the faster for this model.
-
-        bfloat16 matmuls run twice as fast as float32 here, but a model gains only if its other ops
-        have fast bfloat16 kernels too (the CPU's flash-attention backward is 5x slower in bfloat16,
-        BENCHMARKS.md), so the choice is measured, not assumed. Multi-process runs skip the
-        measurement so that every process makes the same choice.
-        """
-        dtype = pick_dtype(self.config.dtype, self.device)
-        if self.config.dtype != "auto" or self.device.type != "cpu" or dtype == torch.float32 or self.place.enabled:
-            return dtype
-        windows = min(self.config.batch_size, 8)
-        return fastest_dtype(self.model, (torch.float32, dtype), windows, self.config.context, self.device)
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """What the training forward runs through: the model, or under torchrun its DDP wrapper."""
@@ -118,7 +135,7 @@ class Trainer:
             return torch.optim.AdamW(groups, foreach=True, **options)
 
     def _total_steps(self) -> int | float:
-        """--max-steps, else --epochs worth of steps; with only a time budget, unbounded; else 1 epoch."""
+        """`max_steps`, else `epochs` worth of steps; with only a time budget, unbounded; else 1 epoch."""
         cfg = self.config
         if cfg.max_steps is not None:
             return cfg.max_steps
@@ -129,6 +146,11 @@ class Trainer:
     @property
     def epoch(self) -> float:
         return self.tokens_seen / len(self.corpus.train)
+
+    @property
+    def session_steps(self) -> int:
+        """Steps trained since this trainer started or resumed (0: a stop now has nothing new to save)."""
+        return self.step - self.session_start_step
 
     def progress(self) -> float:
         done = self.step / self.total_steps
@@ -144,16 +166,16 @@ class Trainer:
         return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * self.progress()))
 
     def request_stop(self) -> None:
-        """Ask the loop to stop after the current step (what Ctrl-C does), keeping a checkpoint."""
+        """Ask the loop to stop after the current step (what a stop signal does), keeping a checkpoint."""
         self.stop_requested = True
 
     def _micro_batches(self):
         """This process's share of the global batch: `grad_accum` micro-batches of `batch_size` windows."""
         cfg, place = self.config, self.place
         count = cfg.batch_size * cfg.grad_accum * place.world_size
-        starts = sample_starts(self.corpus.train, cfg.context, count, self.batch_generator)
+        starts = sample_starts(self.corpus.train, self.context, count, self.batch_generator)
         for micro in starts.reshape(cfg.grad_accum, place.world_size, cfg.batch_size)[:, place.rank]:
-            inputs, targets = read_windows(self.corpus.train, micro, cfg.context)
+            inputs, targets = read_windows(self.corpus.train, micro, self.context)
             yield inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
 
     def _no_sync(self, last: bool):
@@ -184,11 +206,30 @@ class Trainer:
         self.tokens_seen += self.tokens_per_step
         return total
 
-    def evaluate(self, max_tokens: int | None = None) -> dict:
+    def evaluate(self, max_tokens: int | None = None, should_stop=None) -> dict | None:
         return evaluate(
-            self.model, self.corpus.val, self.byte_lengths, self.config.context, self.config.batch_size,
-            self.device, max_tokens, self.autocast,
+            self.model, self.corpus.val, self.byte_lengths, self.context, self.config.batch_size,
+            self.device, max_tokens, self.autocast, should_stop,
         )
+
+    def _checked_losses(self) -> torch.Tensor:
+        """The losses since the last log, averaged over processes; raises at the first non-finite one."""
+        losses = self.place.mean(torch.stack(self.pending_losses)) if self.pending_losses else torch.zeros(0)
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            step = self.step - len(losses) + int(bad[0]) + 1
+            kept = f"its checkpoint of step {self.saved_step} is kept" if self.saved_step else "nothing was saved"
+            raise NonFiniteLoss(
+                f"the training loss became {losses[bad[0]].item()} at step {step}, so the run stopped and {kept}. "
+                f"Try a lower `lr` (now {self.config.lr:g}), a `grad_clip` of 1, more `warmup_steps` or `dtype` float32"
+            )
+        return losses
+
+    def _train_loss(self) -> float:
+        """The mean loss since the last log (checked to be finite), starting a new averaging window."""
+        loss = self._checked_losses().mean().item()
+        self.pending_losses.clear()
+        return loss
 
     def _record(self, event: str, train_loss: float | None, tokens_per_second: float) -> dict:
         return {
@@ -202,69 +243,113 @@ class Trainer:
             "tokens_per_second": round(tokens_per_second, 1),
         }
 
-    def _eval_record(self, event: str, train_loss: float | None, tokens_per_second: float, max_tokens: int | None) -> dict:
-        metrics = self.evaluate(max_tokens)
+    def _eval_record(self, event: str, train_loss: float | None, tokens_per_second: float, max_tokens: int | None,
+                     should_stop=None) -> dict | None:
+        """Evaluate, tell the callbacks (metrics, samples), then save best.pt and checkpoint.pt.
+
+        The records are written before the checkpoint, so a run killed in between re-does those steps
+        on resume and replaces the records (resume drops records past the checkpoint's step).
+        Returns None when `should_stop` cut the evaluation short.
+        """
+        metrics = self.evaluate(max_tokens, should_stop)
+        if metrics is None:
+            return None
         record = self._record(event, train_loss, tokens_per_second)
         record.update({f"val_{k}": v for k, v in metrics.items() if k != "tokens"})
         record["val_tokens"] = metrics["tokens"]
+        for callback in self.callbacks:
+            callback.on_eval(self, record)
         if metrics["loss"] < self.best_val_loss:
             self.best_val_loss = metrics["loss"]
             self.save("best.pt", with_optimizer=False)
         self.save("checkpoint.pt")
-        for callback in self.callbacks:
-            callback.on_eval(self, record)
         return record
 
     def _budget_spent(self) -> bool:
         return self.config.time_budget is not None and self.elapsed >= self.config.time_budget
 
     def fit(self) -> dict:
-        """Train until the step count, epochs or time budget is reached; returns the summary."""
+        """Train until the step count, epochs or time budget is reached; returns the summary.
+
+        Stop signals are caught while it runs (by the `signals` given, else its own): the loop saves a
+        checkpoint between steps and returns {} with `interrupted` set.
+        """
+        own_signals = self.signals is None
+        signals = self.signals or StopSignals()
+        try:
+            with signals if own_signals else nullcontext(), signals.deferred():
+                return self._fit(signals)
+        except RuntimeError as err:
+            if _is_out_of_memory(err):
+                raise PicoError(
+                    f"out of memory at step {self.step + 1} ({type(err).__name__}); lower `batch_size` "
+                    "(with `grad_accum` to keep the global batch) or the model's size; the last checkpoint is kept"
+                ) from None
+            raise
+        finally:
+            for callback in self.callbacks:
+                callback.on_fit_exit(self)
+
+    def _fit(self, signals: StopSignals) -> dict:
         cfg = self.config
         self.model.train()
+        self.session_start_step = self.step
         if self.place.enabled:  # each process its own dropout masks, reproducibly
             torch.manual_seed(hash((cfg.seed, self.place.rank, self.step)) % 2**63)
         for callback in self.callbacks:
             callback.on_train_start(self)
         clock_start = time.perf_counter() - self.elapsed
         session_tokens, session_seconds = 0, 0.0
-        loss_sum, loss_count = torch.zeros((), device=self.device), 0
-        try:
-            while self.step < self.total_steps and not self._budget_spent() and not self.stop_requested:
-                tick = time.perf_counter()
-                loss_sum += self.train_step()
-                loss_count += 1
-                train_loss = None
-                if self.step % cfg.log_every == 0 or self.step % cfg.eval_every == 0:
-                    train_loss = self.place.mean(loss_sum).item() / loss_count
-                    loss_sum.zero_()
-                    loss_count = 0
-                step_seconds = time.perf_counter() - tick
-                self.train_seconds += step_seconds
-                session_seconds += step_seconds
-                session_tokens += self.tokens_per_step
-                self.elapsed = time.perf_counter() - clock_start
-                speed = session_tokens / session_seconds
-                if self.step % cfg.log_every == 0:
-                    record = self._record("log", train_loss, speed)
-                    for callback in self.callbacks:
-                        callback.on_log(self, record)
-                if self.step % cfg.eval_every == 0 and self.step < self.total_steps and self.place.is_main:
-                    self._eval_record("eval", train_loss, speed, cfg.eval_tokens)
-                    self.elapsed = time.perf_counter() - clock_start
-                self.elapsed, self.stop_requested = self.place.agree(self.elapsed, self.stop_requested, self.device)
-        except KeyboardInterrupt:
-            self.stop_requested = True
-        if self.stop_requested:
-            self.interrupted = True
-            self.save("checkpoint.pt")
-            return {}
+        while True:
+            wants_stop = signals.requested or self.stop_requested
+            self.elapsed, wants_stop = self.place.agree(time.perf_counter() - clock_start, wants_stop, self.device)
+            if wants_stop or self.step >= self.total_steps or self._budget_spent():
+                break
+            tick = time.perf_counter()
+            self.pending_losses.append(self.train_step())
+            train_loss = None
+            if self.step % cfg.log_every == 0 or self.step % cfg.eval_every == 0:
+                train_loss = self._train_loss()
+            step_seconds = time.perf_counter() - tick
+            self.train_seconds += step_seconds
+            session_seconds += step_seconds
+            session_tokens += self.tokens_per_step
+            self.elapsed = time.perf_counter() - clock_start
+            speed = session_tokens / session_seconds
+            if self.step % cfg.log_every == 0:
+                record = self._record("log", train_loss, speed)
+                for callback in self.callbacks:
+                    callback.on_log(self, record)
+            if self.step % cfg.eval_every == 0 and self.step < self.total_steps and self.place.is_main:
+                self._eval_record("eval", train_loss, speed, cfg.eval_tokens)
+        if wants_stop:
+            return self._stop()
+        self._checked_losses()
+        if self.session_steps:
+            self.save("checkpoint.pt")  # before the final eval: a signal during it loses no step
         if not self.place.is_main:
             return {}
         speed = session_tokens / session_seconds if session_seconds else 0.0
-        final = self._eval_record("final", None, speed, None)
-        summary = {
-            "model": cfg.model,
+        final = self._eval_record("final", None, speed, None, should_stop=lambda: signals.requested)
+        if final is None:
+            self.interrupted = True
+            return {}
+        summary = self._summary(final)
+        for callback in self.callbacks:
+            callback.on_train_end(self, summary)
+        return summary
+
+    def _stop(self) -> dict:
+        """Stopped between steps: save what this session trained (if it is finite) and return."""
+        self.interrupted = True
+        self._checked_losses()
+        if self.session_steps:
+            self.save("checkpoint.pt")
+        return {}
+
+    def _summary(self, final: dict) -> dict:
+        return {
+            "model": self.config.model,
             "val_loss": final["val_loss"],
             "val_perplexity": final["val_perplexity"],
             "val_bits_per_byte": final["val_bits_per_byte"],
@@ -276,11 +361,8 @@ class Trainer:
             "wall_seconds": round(self.elapsed, 3),
             "train_tokens_per_second": round(self.tokens_seen / self.train_seconds, 1) if self.train_seconds else 0.0,
             "device": self.device.type,
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": self.runtime.dtype_name,
         }
-        for callback in self.callbacks:
-            callback.on_train_end(self, summary)
-        return summary
 
     def state_dict(self, with_optimizer: bool = True) -> dict:
         """Everything needed to rebuild the model and, with the optimizer, to continue the same curve."""
@@ -289,6 +371,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "tokenizer": self.corpus.tokenizer.state(),
             "step": self.step,
+            "runtime": self.runtime.record(),
         }
         if with_optimizer:
             state.update(
@@ -298,8 +381,10 @@ class Trainer:
                 elapsed=self.elapsed,
                 train_seconds=self.train_seconds,
                 best_val_loss=self.best_val_loss,
+                pending_losses=[loss.item() for loss in self.pending_losses],
                 batch_rng=self.batch_generator.get_state(),
                 torch_rng=torch.get_rng_state(),
+                data=list(self.corpus.keys),
             )
         return state
 
@@ -308,14 +393,17 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step = state["step"]
+        self.step = self.saved_step = state["step"]
         self.tokens_seen = state["tokens_seen"]
         self.elapsed = state["elapsed"]
         self.train_seconds = state["train_seconds"]
         self.best_val_loss = state["best_val_loss"]
+        self.pending_losses = [torch.tensor(loss, device=self.device) for loss in state.get("pending_losses", [])]
         self.batch_generator.set_state(state["batch_rng"])
         torch.set_rng_state(state["torch_rng"])
 
     def save(self, filename: str, with_optimizer: bool = True) -> None:
         if self.checkpoint_dir is not None and self.place.is_main:
             save_checkpoint(self.state_dict(with_optimizer), self.checkpoint_dir / filename)
+            if filename == "checkpoint.pt":
+                self.saved_step = self.step

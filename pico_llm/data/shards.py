@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,8 +26,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .corpora import atomic_file, char_start
-from .errors import PicoError
+from ..errors import PicoError
+from ..files import atomic_file
+from .corpora import char_start
 from .tokenizers import Tokenizer, tokenizer_from_state
 
 PIECE_BYTES = 1 << 20
@@ -65,6 +67,7 @@ _worker_tokenizer: Tokenizer | None = None
 
 def _start_worker(state: dict) -> None:
     global _worker_tokenizer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker: the pool is the parallelism
     _worker_tokenizer = tokenizer_from_state(state)
 

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .corpora import Parts, atomic_file, cache_root, char_start, digest, open_text
-from .errors import PicoError
+from ..errors import PicoError, warn
+from ..files import atomic_file, cache_root, digest
+from .corpora import Files, HFDataset, Parts, char_start, open_text
 from .shards import default_workers, token_dtype, write_token_files
-from .tokenizers import Tokenizer, tokenizer_from_state, train_tokenizer
+from .tokenizers import ByteTokenizer, Tokenizer, tokenizer_from_state, train_tokenizer
 
 VAL_FRACTION = 0.1
+TEXT_SNIFF_BYTES = 1 << 16
 TOKENIZER_SAMPLE_BYTES = 32 << 20
 
 
@@ -98,6 +99,8 @@ def load_corpus(
 ) -> Corpus:
     """Split, tokenize (streamed, in `workers` processes) and map a corpus; a tokenizer given by name is trained on it."""
     text = open_text(str(data_path), text_field)
+    if tokenizer == "byte" or isinstance(tokenizer, ByteTokenizer):
+        warn_if_not_text(text)
     if val_data_path is None:
         parts = text.split(VAL_FRACTION)
     else:
@@ -105,7 +108,19 @@ def load_corpus(
     if isinstance(tokenizer, str):
         tokenizer = cached_tokenizer(tokenizer, parts, vocab_size)
     train, val = token_files(parts, tokenizer, workers)
-    return Corpus(train, val, tokenizer)
+    return Corpus(train, val, tokenizer, tuple(parts.keys))
+
+
+def warn_if_not_text(text: Files | HFDataset) -> None:
+    """Warn when a file is mostly not UTF-8 text (binary, UTF-16): the byte tokenizer would train on it silently."""
+    if not isinstance(text, Files):
+        return  # a dataset's text fields are strings, hence UTF-8
+    sample = b"".join(text.read(0, min(text.size, TEXT_SNIFF_BYTES)))
+    decoded = sample.decode("utf-8", errors="replace")
+    odd = sum(1 for c in decoded if c == "\ufffd" or (c < " " and c not in "\t\n\r\f"))
+    if decoded and odd / len(decoded) > 0.1:
+        warn(f"{text.label} is mostly not UTF-8 text ({odd / len(decoded):.0%} of its first {len(sample):,} bytes are "
+             "invalid or control bytes, e.g. a binary or UTF-16 file); training on its bytes anyway")
 
 
 @dataclass
@@ -115,45 +130,14 @@ class Corpus:
     train: np.ndarray
     val: np.ndarray
     tokenizer: Tokenizer
+    keys: tuple[str, ...] = ()  # the content key of each part: resume checks that the data did not change
 
     def check_context(self, context: int) -> None:
         if context <= 0:
-            raise PicoError(f"--context must be a positive number of tokens, got {context}")
+            raise PicoError(f"`context` must be a positive number of tokens, got {context}")
         shortest = min(len(self.train), len(self.val))
         if context >= shortest:
             raise PicoError(
-                f"--context {context} is too long for this data (the {'val' if len(self.val) == shortest else 'train'} "
-                f"split has {shortest} tokens); use --context below {shortest} or more data"
+                f"`context` {context} is too long for this data (the {'val' if len(self.val) == shortest else 'train'} "
+                f"split has {shortest} tokens); use a `context` below {shortest} or more data"
             )
-
-
-def sample_starts(tokens: np.ndarray, context: int, count: int, generator: torch.Generator) -> np.ndarray:
-    """Random start positions of `count` training windows of `context + 1` tokens."""
-    return torch.randint(len(tokens) - context, (count,), generator=generator).numpy()
-
-
-def read_windows(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The windows at `starts`: inputs and next-token targets, shape [len(starts), context].
-
-    A memmap is mapped afresh for each read and unmapped after it (nanoGPT's fix), so the pages a
-    run touches leave its resident memory instead of accumulating up to the corpus's size.
-    """
-    if isinstance(tokens, np.memmap):
-        tokens = np.memmap(tokens.filename, dtype=tokens.dtype, mode="r", offset=tokens.offset, shape=tokens.shape)
-    window = torch.from_numpy(np.asarray(tokens[starts[:, None] + np.arange(context + 1)], dtype=np.int64))
-    return window[:, :-1], window[:, 1:]
-
-
-def sample_batch(
-    tokens: np.ndarray, context: int, batch_size: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows of `context + 1` tokens: inputs and next-token targets, shape [B, context]."""
-    return read_windows(tokens, sample_starts(tokens, context, batch_size, generator), context)
-
-
-def eval_batches(tokens: np.ndarray, context: int, batch_size: int, max_tokens: int | None = None):
-    """Consecutive non-overlapping windows covering the split (or its first `max_tokens`), in order."""
-    usable = len(tokens) - 1 if max_tokens is None else min(len(tokens) - 1, max_tokens)
-    starts = np.arange(0, max(usable - context, 0) + 1, context)
-    for i in range(0, len(starts), batch_size):
-        yield read_windows(tokens, starts[i : i + batch_size], context)

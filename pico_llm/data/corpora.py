@@ -1,6 +1,6 @@
 """Where training text comes from, read as a stream of blocks and never whole.
 
-`--data` names a file, a folder (its `.txt` files), a glob, a named corpus that is downloaded once
+`--data` names a file, a folder (its .txt files), a glob, a named corpus that is downloaded once
 into the cache (`tinyshakespeare`, `names`), or a Hugging Face dataset (`hf:NAME[:config][:split]`,
 streamed through the optional `datasets` package). Each becomes `Parts`: one pass over the text,
 tagged train (0) or val (1), plus a cache key per part, so the token cache can be checked without
@@ -17,14 +17,13 @@ import http.client
 import json
 import os
 import urllib.request
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
-from .errors import PicoError
+from ..errors import PicoError
+from ..files import atomic_file, cache_root, digest
 
 BLOCK_BYTES = 1 << 20
 DOC_SEPARATOR = b"\n"
@@ -49,41 +48,11 @@ NAMED_CORPORA = {
 }
 
 
-def cache_root() -> Path:
-    """$PICO_LLM_CACHE, else ~/.cache/pico_llm: token files, trained tokenizers, downloaded corpora."""
-    return Path(os.environ.get("PICO_LLM_CACHE") or Path.home() / ".cache" / "pico_llm")
-
-
-@contextmanager
-def atomic_file(path: Path):
-    """A binary file that appears at `path` only if the block completes, so no reader sees half of one.
-
-    The temporary name is unique across processes and machines (a shared cache may be written by several).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            yield handle
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def char_start(data: bytes | bytearray, cut: int) -> int:
     """`cut` moved back to the start of the UTF-8 character it falls in, so no side holds half of it."""
     while 0 < cut < len(data) and data[cut] & 0xC0 == 0x80:
         cut -= 1
     return cut
-
-
-def digest(blocks: Iterable[bytes]) -> tuple[str, bool]:
-    """The content key of a text (the first 24 hex digits of its sha256) and whether it has non-blank bytes."""
-    hasher, has_text = hashlib.sha256(), False
-    for block in blocks:
-        hasher.update(block)
-        has_text = has_text or bool(block.strip())
-    return hasher.hexdigest()[:24], has_text
 
 
 @dataclass
@@ -184,7 +153,7 @@ class HFDataset:
             for record in datasets.load_dataset(self.name, self.config, split=self.dataset_split, streaming=True):
                 if self.field not in record:
                     raise PicoError(
-                        f"{self} has no field {self.field!r}; its fields are {', '.join(record)}: pass --text-field NAME"
+                        f"{self} has no field {self.field!r}; its fields are {', '.join(record)}: set `text_field` to the field that holds the text"
                     )
                 yield str(record[self.field]).encode("utf-8") + DOC_SEPARATOR
         except PicoError:
@@ -218,7 +187,7 @@ def _import_datasets():
     try:
         import datasets
     except ImportError:
-        raise PicoError("hf: data needs the `datasets` package: pip install 'pico-llm[hf]'") from None
+        raise PicoError("hf: data needs the 'datasets' package: pip install 'pico-llm[hf]'") from None
     return datasets
 
 
@@ -243,12 +212,12 @@ def download(name: str) -> Path:
             if hasher.hexdigest() != corpus.sha256:
                 raise PicoError(
                     f"the download of {name} from {url} has sha256 {hasher.hexdigest()}, expected {corpus.sha256}; "
-                    "nothing was cached: try again later, or pass --data PATH to a copy you trust"
+                    "nothing was cached: try again later, or point `data` at a copy you trust"
                 )
     except (OSError, http.client.HTTPException) as err:
         raise PicoError(
             f"cannot download {name} from {url} ({err}); connect to the internet once (it is then kept in "
-            f"{path.parent}), or pass --data PATH to a local copy"
+            f"{path.parent}), or point `data` at a local copy"
         ) from None
     return path
 
@@ -263,7 +232,7 @@ def open_text(spec: str, text_field: str = "text") -> Files | HFDataset:
     if path.is_dir():
         files = sorted(path.rglob("*.txt"))
         if not files:
-            raise PicoError(f"folder {path} has no .txt files; point --data at a text file or a folder of .txt files")
+            raise PicoError(f"folder {path} has no .txt files; point `data` at a text file or a folder of .txt files")
     elif path.is_file():
         files = [path]
     elif any(c in spec for c in "*?["):
@@ -272,7 +241,7 @@ def open_text(spec: str, text_field: str = "text") -> Files | HFDataset:
             raise PicoError(f"no files match {spec}; check the pattern (quote it so the shell leaves it alone)")
     else:
         raise PicoError(
-            f"data file {path} does not exist; pass --data PATH to a text file, a folder or a glob, "
+            f"data file {path} does not exist; point `data` at a text file, a folder or a glob, "
             f"a named corpus ({', '.join(NAMED_CORPORA)}) or hf:NAME"
         )
     return Files(files, spec)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import PicoError
+from ..errors import PicoError
 
 QUANTIZATIONS = ("none", "int8")
 
@@ -37,7 +37,7 @@ class Int8Linear(nn.Module):
 def quantize(model: nn.Module, kind: str = "int8") -> nn.Module:
     """Replace every nn.Linear of `model` (in place) by its int8 version; `none` leaves it as is."""
     if kind not in QUANTIZATIONS:
-        raise PicoError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {kind!r}")
+        raise PicoError(f"`quantize` must be one of {', '.join(QUANTIZATIONS)}, got {kind!r}")
     if kind == "int8":
         _check_int8_kernel(next(model.parameters()).device)
         _replace_linears(model)
@@ -60,4 +60,4 @@ def _check_int8_kernel(device: torch.device) -> None:
             torch.ones(8, dtype=torch.bfloat16, device=device),
         )
     except (RuntimeError, NotImplementedError) as err:
-        raise PicoError(f"int8 generation is not supported on {device.type} ({type(err).__name__}); use --quantize none") from None
+        raise PicoError(f"int8 generation is not supported on {device.type} ({type(err).__name__}); set `quantize` to none") from None

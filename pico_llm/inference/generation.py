@@ -15,30 +15,25 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import PicoError
+from ..config import MAX_SEED, check_fields, option
+from ..errors import PicoError
 
 EMPTY_PROMPT = "\n"
+MAX_SAMPLES = 1024  # samples decode as one batch: more would only exhaust memory
 
 
 @dataclass
 class Sampling:
-    """How the next token is chosen from the logits."""
+    """How the next token is chosen from the logits; every value is checked when it is built."""
 
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+    temperature: float = option(1.0, min=0.0, max=100.0)
+    top_k: int | None = option(None, min=1)
+    top_p: float | None = option(None, above=0.0, max=1.0)
+    repetition_penalty: float = option(1.0, above=0.0, max=100.0)
+    seed: int | None = option(None, min=0, max=MAX_SEED)
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise PicoError(f"--temperature must be ≥ 0 (0 means greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k <= 0:
-            raise PicoError(f"--top-k must be a positive number of tokens, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise PicoError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise PicoError(f"--repetition-penalty must be positive (1 means none), got {self.repetition_penalty}")
+        check_fields(self)
 
 
 def sample_next(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None = None,
@@ -48,6 +43,8 @@ def sample_next(logits: torch.Tensor, sampling: Sampling, generator: torch.Gener
     `seen` [B, V] marks tokens already in each sequence, for the (CTRL-style) repetition penalty.
     """
     logits = logits.float()
+    if not torch.isfinite(logits).all():
+        raise PicoError("the model produced non-finite logits (its weights hold NaN or inf); use a checkpoint from before its loss diverged")
     if seen is not None and sampling.repetition_penalty != 1.0:
         penalised = torch.where(logits > 0, logits / sampling.repetition_penalty, logits * sampling.repetition_penalty)
         logits = torch.where(seen, penalised, logits)
@@ -80,9 +77,9 @@ def stream_ids(model, prompt_ids: list[int], max_new_tokens: int, sampling: Samp
     """Yield the next token of every sample, [num_samples], `max_new_tokens` times."""
     sampling = sampling or Sampling()
     if max_new_tokens < 0:
-        raise PicoError(f"--max-new-tokens must be ≥ 0, got {max_new_tokens}")
-    if num_samples <= 0:
-        raise PicoError(f"--num-samples must be positive, got {num_samples}")
+        raise PicoError(f"`max_new_tokens` must be ≥ 0, got {max_new_tokens}")
+    if not 0 < num_samples <= MAX_SAMPLES:
+        raise PicoError(f"`num_samples` must be between 1 and {MAX_SAMPLES}, got {num_samples}")
     device = next(model.parameters()).device
     generator = _generator(device, sampling.seed)
     was_training = model.training
@@ -139,7 +136,7 @@ def _model_and_tokenizer(model_or_run, tokenizer):
     if hasattr(model_or_run, "tokenizer") and hasattr(model_or_run, "model"):
         return model_or_run.model, tokenizer or model_or_run.tokenizer
     if tokenizer is None:
-        from .tokenizers import ByteTokenizer
+        from ..data.tokenizers import ByteTokenizer
 
         tokenizer = ByteTokenizer()
     return model_or_run, tokenizer
@@ -147,7 +144,10 @@ def _model_and_tokenizer(model_or_run, tokenizer):
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
     """Prompt ids; an empty prompt starts from a newline (a natural document boundary)."""
-    ids = tokenizer.encode(prompt or EMPTY_PROMPT)
+    try:
+        ids = tokenizer.encode(prompt or EMPTY_PROMPT)
+    except UnicodeEncodeError:
+        raise PicoError("the prompt is not valid UTF-8 text; give it as UTF-8") from None
     if not ids:
         raise PicoError("the prompt encodes to no tokens; give a non-empty prompt")
     return ids

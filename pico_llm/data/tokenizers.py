@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PicoError
+from ..errors import PicoError
 
 TOKENIZER_FILE = "tokenizer.json"
 BPE_MODEL_FILE = "bpe.json"
@@ -93,7 +93,7 @@ class CharTokenizer(Tokenizer):
         except KeyError as err:
             raise PicoError(
                 f"character {err.args[0]!r} is not in the char tokenizer's vocabulary; "
-                "use --tokenizer byte, or train the char tokenizer on text that contains it"
+                "use the byte `tokenizer`, or train the char tokenizer on text that contains it"
             ) from None
 
     def decode_bytes(self, ids) -> bytes:
@@ -122,7 +122,7 @@ class BPETokenizer(Tokenizer):
         from tokenizers import decoders, models, pre_tokenizers, trainers
 
         if vocab_size < 257:
-            raise PicoError(f"--vocab-size {vocab_size} is too small for BPE; use at least 257")
+            raise PicoError(f"`vocab_size` {vocab_size} is too small for BPE; use at least 257")
         hf = HFTokenizer(models.BPE())
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         hf.decoder = decoders.ByteLevel()
@@ -194,7 +194,7 @@ def _utf8(data: bytes, tokenizer: str) -> str:
     except UnicodeDecodeError as err:
         raise PicoError(
             f"the data is not valid UTF-8 (byte {err.start}); the {tokenizer} tokenizer needs text, "
-            "use --tokenizer byte for arbitrary bytes"
+            "use the byte `tokenizer` for arbitrary bytes"
         ) from None
 
 
