@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup run test clean
+.PHONY: setup run test fault-probe clean
 
 setup: $(VENV)/.installed
 
@@ -19,8 +19,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 run: setup
 	$(BIN)/pico-llm train --time-budget 60
 
+# The tests, then the CPU-sensitive ones again as an AVX2-only CPU (no AVX-512, no native bfloat16)
 test: setup
 	$(BIN)/python -m pytest
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -m cpu_sensitive
+
+# The long fault probe: 100 kill -9 at random moments, each resumed and compared bit for bit
+fault-probe: setup
+	PICO_FAULT_KILLS=100 $(BIN)/python -m pytest tests/test_faults.py -k random_moments
 
 clean:
 	rm -rf $(VENV) experiments/results .pytest_cache

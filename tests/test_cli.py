@@ -23,23 +23,29 @@ def run(*args, timeout=240):
     return subprocess.run([*args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("model", ["kgram_cnn", "kgram_mlp"])
-def test_seed_command_runs(model, tmp_path):
-    result = run(sys.executable, "pico-llm.py", "--model", model, "--epochs", "20", "--lr", "3e-4", "--context", "128",
-                 "--max-steps", "4", "--eval-every", "2", "--sample-tokens", "10", "--out", str(tmp_path / "run"))
+SEED_COMMAND = ["--epochs", "20", "--lr", "3e-4", "--context", "128", "--max-steps", "4", "--eval-every", "2",
+                "--sample-tokens", "10"]
+
+
+def test_seed_command_runs(tmp_path):
+    result = run(sys.executable, "pico-llm.py", "--model", "kgram_cnn", *SEED_COMMAND, "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert "run folder:" in result.stdout and "sample:" in result.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["steps"] == 4 and summary["model"] == model
+    assert summary["steps"] == 4 and summary["model"] == "kgram_cnn"
 
 
-def test_console_script_and_module_entry_points(text_file, tmp_path):
+def test_seed_command_trains_the_kgram_mlp_too(tmp_path):
+    assert main(["--model", "kgram_mlp", *SEED_COMMAND, "--out", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["model"] == "kgram_mlp"
+
+
+def test_console_script_and_module_entry_points():
     script = REPO / ".venv" / "bin" / "pico-llm"
     launchers = [[sys.executable, "-m", "pico_llm"]] + ([[str(script)]] if script.exists() else [])
-    for i, launcher in enumerate(launchers):
-        result = run(*launcher, "train", "--data", str(text_file), "--max-steps", "2", *TINY, "--out", str(tmp_path / str(i)))
-        assert result.returncode == 0, result.stderr
-    assert run(*launchers[0], "models").stdout.count("params") >= 2
+    for launcher in launchers:
+        result = run(*launcher, "models")
+        assert result.returncode == 0 and result.stdout.count("params") >= 6, result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,7 @@ def test_long_prompt_is_cropped_to_the_window():
     assert state.window_start == 2 * CONTEXT
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("variant", ["transformer", "cnn_attention"])
 def test_bfloat16_autocast_decoding_matches_full_forward(variant):
     """Under CPU autocast attention runs in float32 (layers.attend) and the KV cache follows suit."""
@@ -78,6 +79,7 @@ def test_bfloat16_autocast_decoding_matches_full_forward(variant):
             torch.testing.assert_close(logits.float(), full[:, t], rtol=0, atol=0.05 * full[:, t].abs().max().item())
 
 
+@pytest.mark.cpu_sensitive
 def test_a_bfloat16_model_runs_and_decodes_on_the_cpu():
     model = make("transformer").to(torch.bfloat16)
     tokens = torch.randint(0, 37, (2, CONTEXT))

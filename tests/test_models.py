@@ -36,6 +36,7 @@ def test_every_family_is_registered():
     assert {"kgram_mlp", "kgram_cnn", "transformer", "lstm", "cnn_attention", "cnn_mlp"} <= set(model_names())
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("name", model_names())
 def test_a_few_steps_lower_the_loss(name, dtype):

@@ -20,8 +20,21 @@ from ..data.tokenizers import ByteTokenizer
 from ..training.trainer import Trainer
 
 
-def matmul_peak_flops(dtype: torch.dtype = torch.float32, size: int = 2048, device: str = "cpu") -> float:
-    """FLOP/s of a square matmul (median of torch.utils.benchmark's blocked autorange)."""
+def matmul_peak_flops(dtype: torch.dtype = torch.float32, max_size: int = 2048, device: str = "cpu") -> float:
+    """FLOP/s of a square matmul (median of torch.utils.benchmark's blocked autorange).
+
+    The size doubles from 256 up to `max_size` while one product takes under 0.1 s, so a dtype
+    this machine only emulates (bfloat16 without AVX512-BF16: about 0.3 GFLOP/s, a minute for one
+    2048² product) is measured in seconds too.
+    """
+    size = 256
+    while size < max_size:
+        a = torch.randn(size, size, device=device).to(dtype)
+        start = time.perf_counter()
+        torch.matmul(a, a)
+        if time.perf_counter() - start > 0.1 / 8:  # the next size costs 8x more
+            break
+        size *= 2
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     timer = benchmark.Timer(stmt="torch.matmul(a, b)", globals={"torch": torch, "a": a, "b": b},

@@ -16,7 +16,8 @@ def plot_curves(records: list[dict], path: str | Path) -> None:
 
     train = [r for r in records if r.get("train_loss") is not None]
     val = [r for r in records if r.get("val_loss") is not None]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.95, wspace=0.2, hspace=0.35)  # constrained layout costs 0.4 s a plot
     for column, (x_key, x_label) in enumerate([("step", "step"), ("wall_seconds", "wall time (s)")]):
         loss_ax, ppl_ax = axes[0, column], axes[1, column]
         loss_ax.plot([r[x_key] for r in train], [r["train_loss"] for r in train], label="train loss", alpha=0.7)
