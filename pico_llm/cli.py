@@ -222,8 +222,8 @@ def _add_sampling_flags(parser: argparse.ArgumentParser) -> None:
 
 def cmd_generate(argv: list[str]) -> int:
     from .inference.generation import Sampling, encode_prompt, generate, stream
-    from .inference.quantize import quantize
     from .inference.loading import load_run
+    from .inference.quantize import quantize
 
     parser = Parser(prog="pico-llm generate", description="Generate text from a trained run, streaming.")
     parser.add_argument("run_dir")
@@ -296,9 +296,9 @@ def _bench_model(args: argparse.Namespace, extra: list[str]):
     """The model a bench times: a trained run's, or a fresh one (untrained weights) of the given shape."""
     import torch
 
+    from .inference.loading import load_run
     from .models.registry import build_model
     from .training.runtime import pick_device
-    from .inference.loading import load_run
 
     if args.run:
         if extra:

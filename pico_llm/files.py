@@ -16,9 +16,9 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
 
 from .errors import PicoError
 

@@ -57,6 +57,6 @@ def append_half_then_die(path, text):
 
 files.atomic_file, files.append_text = atomic_file_then_die, append_half_then_die
 
-from pico_llm.cli import main  # noqa: E402  (after the patch, so every module binds the patched writers)
+from pico_llm.cli import main
 
 sys.exit(main(sys.argv[3:]))

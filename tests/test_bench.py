@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from pico_llm.bench.probes import IGNORE, SEPARATOR, VOCAB, associative_recall, copying, probe_accuracy
+from pico_llm.bench.probes import (
+    IGNORE,
+    SEPARATOR,
+    VOCAB,
+    associative_recall,
+    copying,
+    probe_accuracy,
+)
 from pico_llm.bench.sizing import count_params, match_params
 from pico_llm.bench.suite import Suite, run_suite
 from pico_llm.cli import main

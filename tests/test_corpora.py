@@ -14,8 +14,8 @@ import pytest
 
 from pico_llm.data import corpora, shards
 from pico_llm.data.cache import load_corpus, read_corpus, split_bytes, tokenize_cached
-from pico_llm.errors import PicoError
 from pico_llm.data.tokenizers import ByteTokenizer, train_tokenizer
+from pico_llm.errors import PicoError
 
 from .conftest import REPO, TINY_SHAKESPEARE
 

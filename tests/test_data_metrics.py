@@ -9,8 +9,8 @@ from torch import nn
 
 from pico_llm.data.batches import eval_batches, sample_batch
 from pico_llm.data.cache import load_corpus, read_corpus, split_bytes, tokenize_cached
-from pico_llm.errors import PicoError, PicoWarning
 from pico_llm.data.tokenizers import ByteTokenizer, CharTokenizer
+from pico_llm.errors import PicoError, PicoWarning
 from pico_llm.training.metrics import evaluate
 
 

@@ -29,8 +29,8 @@ from .conftest import REPO
 STEPS = 40
 EVAL_EVERY = 10
 SIGNAL_MOMENTS = 10
-RANDOM_KILLS = int(os.environ.get("PICO_FAULT_KILLS", 3))
-SEED = int(os.environ.get("PICO_FAULT_SEED", 20261130))
+RANDOM_KILLS = int(os.environ.get("PICO_FAULT_KILLS", "3"))
+SEED = int(os.environ.get("PICO_FAULT_SEED", "20261130"))
 RUNNER = Path(__file__).with_name("fault_runner.py")
 
 # Kills injected inside writes: (file, which write of it); a second pair kills the resume that follows.

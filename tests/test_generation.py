@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from pico_llm import build_model, generate
+from pico_llm.data.tokenizers import ByteTokenizer, CharTokenizer
 from pico_llm.errors import PicoError
 from pico_llm.inference.generation import Sampling, TextAssembler, sample_next, stream
-from pico_llm.data.tokenizers import ByteTokenizer, CharTokenizer
 
 
 @pytest.fixture(scope="module")

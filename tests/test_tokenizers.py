@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pico_llm.errors import PicoError
 from pico_llm.data.tokenizers import ByteTokenizer, load_tokenizer, train_tokenizer
+from pico_llm.errors import PicoError
 
 TEXT = "Hello, world! Ünïcödé ✓ 日本語 — tabs\tand\nnewlines.\n" * 20
 

@@ -17,10 +17,10 @@ import http.client
 import json
 import os
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import PicoError
 from ..files import atomic_file, cache_root, digest

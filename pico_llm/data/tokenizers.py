@@ -83,7 +83,7 @@ class CharTokenizer(Tokenizer):
         self.vocab_size = len(chars)
 
     @classmethod
-    def train(cls, data: bytes) -> "CharTokenizer":
+    def train(cls, data: bytes) -> CharTokenizer:
         return cls(sorted(set(_utf8(data, "char"))))
 
     def encode_bytes(self, data: bytes) -> np.ndarray:
@@ -117,7 +117,7 @@ class BPETokenizer(Tokenizer):
         self._byte_decoder = {ch: b for b, ch in _gpt2_byte_alphabet().items()}
 
     @classmethod
-    def train(cls, data: bytes, vocab_size: int) -> "BPETokenizer":
+    def train(cls, data: bytes, vocab_size: int) -> BPETokenizer:
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import decoders, models, pre_tokenizers, trainers
 

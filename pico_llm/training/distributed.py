@@ -76,8 +76,8 @@ def join(device: torch.device) -> tuple[Place, torch.device]:
     """
     if not dist.is_available():  # a PyTorch build without torch.distributed: single-process only
         return Place(), device
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if device.type not in ("cpu", "cuda"):
             raise PicoError(f"distributed training runs on CPUs (gloo) or CUDA GPUs (nccl), not {device.type}; set `device` to cpu")
         if device.type == "cuda":

@@ -8,8 +8,8 @@ has a higher loss per token but covers more bytes with each one; per byte, the t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Callable
 
 import numpy as np
 import torch

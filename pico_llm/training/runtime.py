@@ -15,7 +15,7 @@ from __future__ import annotations
 import platform
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -129,7 +129,7 @@ class Runtime:
 
     device: torch.device
     dtype: torch.dtype
-    place: Place = Place()
+    place: Place = field(default_factory=Place)
     compile: bool = False
 
     @property
