@@ -35,7 +35,7 @@ def cache_root() -> Path:
 def write_failure(path: Path, err: OSError) -> PicoError:
     """The one-line report of a file that could not be written, with what to do about it."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        advice = "the disk is full; free some space and run again (the previous version of the file is intact)"
+        advice = "the disk is full; free some space and run again (no file was left half-written)"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         advice = "the folder is not writable; choose a folder you can write to"
     elif err.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):

@@ -2,13 +2,13 @@
 
 import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from pico_llm import files
 from pico_llm.cli import main
@@ -209,15 +209,19 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, mon
     data.write_text("a small text about boats and the sea.\n" * 60)
     assert main(["train", "--data", str(data), "--max-steps", "5", *TINY, "--out", str(out)]) == 0
 
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    fsync = os.fsync
 
-    monkeypatch.setattr(torch, "save", disk_full)
+    def disk_full_for_checkpoints(fd):
+        if "checkpoint.pt" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", disk_full_for_checkpoints)
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--max-steps", "10"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: cannot write {out / 'checkpoint.pt'}: the disk is full; free some space and run again " \
-                  "(the previous version of the file is intact)\n"
+                  "(no file was left half-written)\n"
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
     assert not list(out.glob(".*.tmp"))
 

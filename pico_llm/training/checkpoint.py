@@ -9,6 +9,7 @@ code when loaded.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -20,8 +21,11 @@ CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Serialise in memory, then write: torch's zip writer would turn a full disk into an opaque RuntimeError."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
     with files.atomic_file(path) as handle:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
+        handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
