@@ -106,7 +106,7 @@ def test_cnn_dilations_reach_far_and_no_further():
 
 BAD_CONFIGS = [
     ("kgram_cnn", {"aggregation": "mean"}, "`aggregation` must be one of max, attention, got 'mean'"),
-    ("kgram_mlp", {"width": 3}, "no field --width"),
+    ("kgram_mlp", {"width": 3}, "no field `width`"),
     ("kgram_mlp", {"k": 0}, "`k` must be ≥ 1, got 0"),
     ("kgram_cnn", {"pos_embedding": "rotary"}, "`pos_embedding` must be one of none, learned, sinusoidal"),
     ("transformer", {"n_embd": 30, "n_head": 4}, "`n_embd` 30 must be divisible by `n_head` 4"),

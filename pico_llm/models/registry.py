@@ -50,7 +50,7 @@ def load_plugins(paths) -> None:
         if module_name in sys.modules:
             continue
         if not path.is_file():
-            raise PicoError(f"plugin file {path} does not exist; pass --plugins PATH.py with an encoder in it")
+            raise PicoError(f"plugin file {path} does not exist; give `plugins` the path of a .py file with an encoder in it")
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
@@ -75,8 +75,8 @@ def make_config(name: str, **fields: Any):
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        flags = ", ".join("--" + u.replace("_", "-") for u in unknown)
-        raise PicoError(f"model {name!r} has no field {flags}; its fields are: {', '.join(sorted(known))}")
+        fields = ", ".join(f"`{u}`" for u in unknown)
+        raise PicoError(f"model {name!r} has no field {fields}; its fields are: {', '.join(sorted(known))}")
     try:
         return config_cls(**fields)
     except (TypeError, ValueError) as err:
