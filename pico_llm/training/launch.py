@@ -52,8 +52,9 @@ def _open(
         if state:
             trainer.load_state_dict(state)
         return trainer, None
-    folder = RunFolder(run_dir, corpus.tokenizer, resume=state is not None, overwrite=overwrite)
+    folder = None
     try:
+        folder = RunFolder(run_dir, corpus.tokenizer, resume=state is not None, overwrite=overwrite)
         runtime = resolve_runtime(model, config.device, config.dtype, config.compile, config.batch_size, recorded)
         config = replace(config, out=str(folder.path))
         trainer = Trainer(model, corpus, config, [ProgressBar(), folder, *callbacks], folder.path, runtime, signals)
@@ -62,9 +63,9 @@ def _open(
             folder.rewind(trainer.step)
         folder.write_config(config, model, runtime, corpus.keys)
     except BaseException:
-        if state:
+        if folder is not None and state:
             folder.lock.release()
-        else:
+        elif folder is not None:
             folder.discard()
         raise
     return trainer, folder

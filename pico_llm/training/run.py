@@ -88,6 +88,10 @@ class RunLock:
             probe.acquire()
             probe.release()
 
+    @property
+    def held(self) -> bool:
+        return self.handle is not None
+
     def release(self) -> None:
         if self.handle is not None:
             self.handle.close()  # closing the file releases the lock
@@ -117,19 +121,22 @@ class RunFolder(Callback):
         if self.path.exists() and not self.path.is_dir():
             raise PicoError(f"`out` {self.path} is a file, not a folder; choose another `out`")
         self.created = not self.path.exists()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise PicoError(f"cannot create the run folder {self.path} ({err.strerror}); choose another `out`") from None
         self.lock = RunLock(self.path)
-        self.lock.acquire()
-        try:
+        try:  # from the moment the folder may exist: a failure or a stop signal removes what was made
+            self._make()
+            self.lock.acquire()
             sweep_temp_files(self.path)
             _prepare(self.path, resume, overwrite)
         except BaseException:
             self.discard()
             raise
         self.sample_prompt = "\n"
+
+    def _make(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PicoError(f"cannot create the run folder {self.path} ({err.strerror}); choose another `out`") from None
 
     def write_config(self, config: TrainConfig, model: torch.nn.Module, runtime: Runtime, data_keys) -> None:
         write_json(self.path / "config.json", {"train": asdict(config), "model": model_spec(model),
@@ -156,12 +163,12 @@ class RunFolder(Callback):
         A folder this process created is removed; in another, only the files of a run that never
         saved a checkpoint go, so a retry into it is never blocked.
         """
-        self.lock.release()
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
-        elif not (self.path / "checkpoint.pt").exists():
+        elif self.lock.held and not (self.path / "checkpoint.pt").exists():  # never another writer's files
             for name in RUN_FILES:
                 (self.path / name).unlink(missing_ok=True)
+        self.lock.release()
 
     @property
     def metrics_path(self) -> Path:
