@@ -26,7 +26,7 @@ test: setup
 
 # The long fault probe: 100 kill -9 at random moments, each resumed and compared bit for bit
 fault-probe: setup
-	PICO_FAULT_KILLS=100 $(BIN)/python -m pytest tests/test_faults.py -k random_moments
+	PICO_FAULT_KILLS=100 $(BIN)/python -m pytest tests/test_faults.py -k kill_at_random_moments -s
 
 clean:
 	rm -rf $(VENV) experiments/results .pytest_cache

@@ -87,7 +87,7 @@ def test_probes_score_recall_and_copying_by_distance():
 
 
 def test_tiny_suite_writes_its_reports(tmp_path):
-    suite = Suite(time_budget=1.5, probe_seconds=0.5, generate_tokens=10, params=200_000, context=32, batch_size=8)
+    suite = Suite(time_budget=0.5, probe_seconds=0.2, generate_tokens=5, params=200_000, context=32, batch_size=8)
     results = run_suite(suite, str(REPO / "data" / "sample_text.txt"), ["kgram_mlp", "kgram_cnn"], tmp_path)
     assert sorted(r["model"] for r in results) == ["kgram_cnn", "kgram_mlp"]
     table = [line.split("|") for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| kgram")]

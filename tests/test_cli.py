@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -43,9 +44,9 @@ def test_seed_command_trains_the_kgram_mlp_too(tmp_path):
 def test_console_script_and_module_entry_points():
     script = REPO / ".venv" / "bin" / "pico-llm"
     launchers = [[sys.executable, "-m", "pico_llm"]] + ([[str(script)]] if script.exists() else [])
-    for launcher in launchers:
-        result = run(*launcher, "models")
-        assert result.returncode == 0 and result.stdout.count("params") >= 6, result.stderr
+    for launcher in launchers:  # --help answers without importing torch: fast
+        result = run(*launcher, "--help")
+        assert result.returncode == 0 and result.stdout.startswith("usage: pico-llm {train,generate,eval,models,bench}"), result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +162,11 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
-def test_custom_loop_example_runs():
-    result = run(sys.executable, "examples/custom_loop.py", "data/sample_text.txt", "60")
-    assert result.returncode == 0, result.stderr
-    assert "val bits per byte" in result.stdout
+def test_custom_loop_example_runs(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["custom_loop.py", "data/sample_text.txt", "60"])
+    runpy.run_path("examples/custom_loop.py", run_name="__main__")
+    assert "val bits per byte" in capsys.readouterr().out
 
 
 def test_plugin_encoder_from_the_readme_trains_and_generates(text_file, tmp_path, capsys):

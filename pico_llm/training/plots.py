@@ -13,6 +13,7 @@ def plot_curves(records: list[dict], path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogFormatter
 
     train = [r for r in records if r.get("train_loss") is not None]
     val = [r for r in records if r.get("val_loss") is not None]
@@ -26,6 +27,8 @@ def plot_curves(records: list[dict], path: str | Path) -> None:
         loss_ax.legend()
         ppl_ax.plot([r[x_key] for r in val], [r["val_perplexity"] for r in val], "o-", color="tab:green")
         ppl_ax.set(xlabel=x_label, ylabel="val perplexity", title=f"val perplexity vs {x_label}", yscale="log")
+        for set_formatter in (ppl_ax.yaxis.set_major_formatter, ppl_ax.yaxis.set_minor_formatter):
+            set_formatter(LogFormatter(labelOnlyBase=False))  # plain labels: the default mathtext ones cost 0.1 s a plot
         for ax in (loss_ax, ppl_ax):
             ax.grid(alpha=0.3)
     with atomic_file(path) as handle:
