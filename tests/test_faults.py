@@ -158,7 +158,7 @@ def test_kill_inside_a_write_loses_nothing(kills, reference, tmp_path):
 
 def test_kill_at_random_moments_loses_nothing(reference, tmp_path):
     """kill -9 while it trains: within 1.5x its training loop's time after its first logged step (the loop,
-    the final eval, sometimes the plot). With PICO_FAULT_KILLS set (the long probe) within this process.s
+    the final eval, sometimes the plot). With PICO_FAULT_KILLS set (the long probe) within this process's
     time for the whole run after its run folder appears (its first run here: cold, as a child is)."""
     moments = random.Random(SEED + 1)
     long_probe = "PICO_FAULT_KILLS" in os.environ
