@@ -2,7 +2,7 @@
 
 The public API is imported lazily so `import pico_llm` stays light (no torch until you use it):
 
-    from pico_llm import build_model, load_corpus, Trainer, TrainConfig, load_run, generate
+    from pico_llm import build_model, load_corpus, Trainer, TrainConfig, load_run, from_pretrained, generate
 """
 
 from importlib import import_module
@@ -23,6 +23,8 @@ _EXPORTS = {
     "start_training": "pico_llm.training.launch",
     "resume_training": "pico_llm.training.launch",
     "load_run": "pico_llm.inference.loading",
+    "from_pretrained": "pico_llm.inference.loading",
+    "export": "pico_llm.export",
     "evaluate": "pico_llm.training.metrics",
     "generate": "pico_llm.inference.generation",
     "PicoError": "pico_llm.errors",

@@ -1,7 +1,7 @@
 """`python tests/fault_runner.py FILE N pico-llm-args...`: run pico-llm and kill -9 it inside the N-th write of FILE.
 
 The kill lands where a crash hurts most: inside `files.atomic_file`, after the data went into the
-temporary file and before the rename (config.json, checkpoint.pt, best.pt, ...), or half-way through
+temporary file and before the rename (config.json, checkpoint.pt, model.safetensors, ...), or half-way through
 appending a line to a log (metrics.jsonl, samples.txt). FILE `-` injects nothing (a plain run, for
 kills sent from outside). Used by tests/test_faults.py.
 """

@@ -124,7 +124,7 @@ def bad_inputs(tmp_path, trained):
         "resume other tokenizer": (["train", "--resume", str(folder), "--tokenizer", "char"], "differs from the run"),
         "resume malformed config": (["train", "--resume", str(runs["malformed"])], "config.json is damaged"),
         "generate empty config": (["generate", str(runs["empty"])], "config.json is damaged"),
-        "eval config a list": (["eval", str(runs["list"]), "--data", str(data)], "is not a pico-llm run config"),
+        "eval config a list": (["eval", str(runs["list"]), "--data", str(data)], "is not a pico-llm config"),
         "generate not a run": (["generate", str(not_run)], "not a run folder"),
         "bad temperature": (["generate", str(folder), "--temperature", "-1"], "--temperature must be ≥ 0.0"),
         "temperature nan": (["generate", str(folder), "--temperature", "nan"], "--temperature must be a finite number"),

@@ -38,7 +38,7 @@ INJECTED = [
     [("config.json", 1)],  # start-up: the run folder's first file
     [("checkpoint.pt", 1)],  # the first checkpoint: nothing saved yet
     [("checkpoint.pt", 2)],
-    [("best.pt", 1)],
+    [("model.safetensors", 1)],  # the best weights
     [("metrics.jsonl", 6)],  # a line torn half-way
     [("checkpoint.pt", 2), ("config.json", 1)],  # then inside the resume's rewrite of config.json
 ]

@@ -18,7 +18,8 @@ from pico_llm.training.launch import resume_training, start_training
 
 from .conftest import REPO
 
-RUN_FILES = {"config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "tokenizer.json", "curves.png", "samples.txt", "summary.json"}
+RUN_FILES = {"config.json", "metrics.jsonl", "checkpoint.pt", "model.safetensors", "tokenizer.json", "curves.png", "samples.txt",
+             "summary.json"}
 
 
 def small_config(data, out, **overrides) -> TrainConfig:
@@ -242,10 +243,10 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text
     assert all(torch.equal(state["model"][k], v) for k, v in good.items())
 
 
-def test_a_damaged_best_pt_falls_back_to_checkpoint_pt(text_file, tmp_path, recwarn):
+def test_damaged_best_weights_fall_back_to_checkpoint_pt(text_file, tmp_path, recwarn):
     trainer, folder = start_training(small_config(text_file, tmp_path / "run", max_steps=2), SMALL_CNN)
     trainer.fit()
-    (folder.path / "best.pt").write_bytes(b"torn")
+    (folder.path / "model.safetensors").write_bytes(b"torn")
     run = load_run(folder.path)
     assert any("using checkpoint.pt instead" in str(w.message) for w in recwarn)
     assert isinstance(run.generate("line", max_new_tokens=3, seed=0), str)

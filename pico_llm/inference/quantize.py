@@ -17,15 +17,27 @@ QUANTIZATIONS = ("none", "int8")
 
 
 class Int8Linear(nn.Module):
-    """A Linear layer with int8 weights, a per-output-channel scale and bfloat16 arithmetic."""
+    """A Linear layer with int8 weights, a per-output-channel scale and bfloat16 arithmetic.
 
-    def __init__(self, linear: nn.Linear):
+    Built empty (the layout a saved int8 model loads into) or from a float Linear (`from_linear`).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__()
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scales", torch.ones(out_features, dtype=torch.bfloat16))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None)
         weight = linear.weight.detach().float()
         scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.register_buffer("weight", torch.round(weight / scales[:, None]).to(torch.int8))
-        self.register_buffer("scales", scales.to(torch.bfloat16))
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        layer.weight.copy_(torch.round(weight / scales[:, None]).to(torch.int8))
+        layer.scales.copy_(scales.to(torch.bfloat16))
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach())
+        return layer.to(linear.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -40,16 +52,22 @@ def quantize(model: nn.Module, kind: str = "int8") -> nn.Module:
         raise PicoError(f"`quantize` must be one of {', '.join(QUANTIZATIONS)}, got {kind!r}")
     if kind == "int8":
         _check_int8_kernel(next(model.parameters()).device)
-        _replace_linears(model)
+        _replace_linears(model, Int8Linear.from_linear)
     return model
 
 
-def _replace_linears(module: nn.Module) -> None:
+def int8_layout(model: nn.Module) -> nn.Module:
+    """`model` with every nn.Linear replaced by an empty Int8Linear of its shape: what int8 weights load into."""
+    return _replace_linears(model, lambda linear: Int8Linear(linear.in_features, linear.out_features, linear.bias is not None))
+
+
+def _replace_linears(module: nn.Module, convert) -> nn.Module:
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child))
+            setattr(module, name, convert(child))
         else:
-            _replace_linears(child)
+            _replace_linears(child, convert)
+    return module
 
 
 def _check_int8_kernel(device: torch.device) -> None:

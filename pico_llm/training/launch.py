@@ -113,6 +113,8 @@ def resume_training(
     """Continue a run from its checkpoint.pt; flags may extend it (e.g. `max_steps`) but not change what it is."""
     run_dir = Path(run_dir)
     saved = read_run_config(run_dir)
+    if "train" not in saved:
+        raise PicoError(f"{run_dir} is a pretrained folder, not a run: it has no training state to resume")
     RunLock.check_free(run_dir)
     for key in FIXED_ON_RESUME:
         wanted = train_flags.get(key)

@@ -3,8 +3,9 @@
     RUN_DIR/config.json      the fully resolved config (train, model, runtime, data keys)
             metrics.jsonl    one JSON object per log/eval event
             checkpoint.pt    latest state (model, optimizer, RNG, step) for resume
-            best.pt          weights with the best val loss
-            tokenizer.json   the tokenizer, so generation and eval need nothing else
+            model.safetensors  weights with the best val loss (with config.json and tokenizer.json:
+                             a pretrained folder, all that generate, eval and export need)
+            tokenizer.json   the tokenizer
             curves.png       loss and perplexity against steps and wall time
             samples.txt      text generated from a fixed prompt at each eval
             summary.json     final metrics
@@ -34,6 +35,7 @@ from ..errors import PicoError, warn
 from ..files import append_text, sweep_temp_files, write_json, write_text
 from ..inference.generation import encode_prompt, generate
 from ..models.registry import model_spec
+from ..weights import WEIGHTS_FILE
 from .plots import plot_curves
 from .runtime import Runtime
 from .trainer import Callback, Trainer
@@ -45,8 +47,8 @@ except ImportError:  # Windows: no advisory locks; one writer at a time is then 
 
 SAMPLE_SEED = 1234
 LOCK_FILE = ".lock"
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "tokenizer.json", "curves.png",
-             "samples.txt", "summary.json")
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", WEIGHTS_FILE, "best.pt", "tokenizer.json", "curves.png",
+             "samples.txt", "summary.json")  # best.pt: the weights file of run folders made before safetensors
 SAMPLE_HEADER = re.compile(r"^=== step (\d+) ", re.MULTILINE)
 
 

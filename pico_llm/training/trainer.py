@@ -34,6 +34,7 @@ from ..data.batches import read_windows, sample_starts
 from ..data.cache import Corpus
 from ..errors import PicoError
 from ..models.registry import model_spec
+from ..weights import WEIGHTS_FILE, save_weights
 from .checkpoint import save_checkpoint
 from .metrics import evaluate
 from .runtime import Runtime, compile_if_asked, resolve_runtime
@@ -245,7 +246,7 @@ class Trainer:
 
     def _eval_record(self, event: str, train_loss: float | None, tokens_per_second: float, max_tokens: int | None,
                      should_stop=None) -> dict | None:
-        """Evaluate, tell the callbacks (metrics, samples), then save best.pt and checkpoint.pt.
+        """Evaluate, tell the callbacks (metrics, samples), then save the best weights and checkpoint.pt.
 
         The records are written before the checkpoint, so a run killed in between re-does those steps
         on resume and replaces the records (resume drops records past the checkpoint's step).
@@ -261,7 +262,7 @@ class Trainer:
             callback.on_eval(self, record)
         if metrics["loss"] < self.best_val_loss:
             self.best_val_loss = metrics["loss"]
-            self.save("best.pt", with_optimizer=False)
+            self.save_best()
         self.save("checkpoint.pt")
         return record
 
@@ -364,29 +365,25 @@ class Trainer:
             "dtype": self.runtime.dtype_name,
         }
 
-    def state_dict(self, with_optimizer: bool = True) -> dict:
+    def state_dict(self) -> dict:
         """Everything needed to rebuild the model and, with the optimizer, to continue the same curve."""
-        state = {
+        return {
             "model_spec": model_spec(self.model),
             "model": self.model.state_dict(),
             "tokenizer": self.corpus.tokenizer.state(),
             "step": self.step,
             "runtime": self.runtime.record(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "tokens_seen": self.tokens_seen,
+            "elapsed": self.elapsed,
+            "train_seconds": self.train_seconds,
+            "best_val_loss": self.best_val_loss,
+            "pending_losses": [loss.item() for loss in self.pending_losses],
+            "batch_rng": self.batch_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "data": list(self.corpus.keys),
         }
-        if with_optimizer:
-            state.update(
-                optimizer=self.optimizer.state_dict(),
-                scaler=self.scaler.state_dict(),
-                tokens_seen=self.tokens_seen,
-                elapsed=self.elapsed,
-                train_seconds=self.train_seconds,
-                best_val_loss=self.best_val_loss,
-                pending_losses=[loss.item() for loss in self.pending_losses],
-                batch_rng=self.batch_generator.get_state(),
-                torch_rng=torch.get_rng_state(),
-                data=list(self.corpus.keys),
-            )
-        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a checkpoint written by `save`, so training continues exactly where it stopped."""
@@ -402,8 +399,15 @@ class Trainer:
         self.batch_generator.set_state(state["batch_rng"])
         torch.set_rng_state(state["torch_rng"])
 
-    def save(self, filename: str, with_optimizer: bool = True) -> None:
+    def save(self, filename: str) -> None:
+        """Write the whole training state (what resume needs) to `filename` in the checkpoint folder."""
         if self.checkpoint_dir is not None and self.place.is_main:
-            save_checkpoint(self.state_dict(with_optimizer), self.checkpoint_dir / filename)
+            save_checkpoint(self.state_dict(), self.checkpoint_dir / filename)
             if filename == "checkpoint.pt":
                 self.saved_step = self.step
+
+    def save_best(self) -> None:
+        """Write the weights of the best val loss so far as model.safetensors (what generate, eval and export use)."""
+        if self.checkpoint_dir is not None and self.place.is_main:
+            metadata = {"step": str(self.step), "val_loss": repr(self.best_val_loss)}
+            save_weights(self.model, self.checkpoint_dir / WEIGHTS_FILE, metadata)
