@@ -24,7 +24,7 @@ if typing.TYPE_CHECKING:
     from .training.run import RunFolder
     from .training.trainer import Trainer
 
-SUBCOMMANDS = ("train", "generate", "eval", "models", "bench")
+SUBCOMMANDS = ("train", "generate", "eval", "export", "models", "bench")
 
 TRAIN_HELP = {
     "model": "encoder name (see `pico-llm models`)",
@@ -280,6 +280,30 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(argv: list[str]) -> int:
+    from .export import DTYPES, FORMATS, QUANTIZE, export
+
+    parser = Parser(prog="pico-llm export", description="Ship a run's best weights: a pretrained folder (safetensors), "
+                    "a Hugging Face transformers folder (hf) or a llama.cpp file (gguf).")
+    parser.add_argument("run_dir", help="a run folder (or a pretrained folder)")
+    parser.add_argument("--format", required=True, help=" | ".join(FORMATS))
+    parser.add_argument("--out", required=True, help="the folder to write (new or empty)")
+    parser.add_argument("--dtype", default="float32", help=" | ".join(DTYPES))
+    parser.add_argument("--quantize", default="none", help=f"{' | '.join(QUANTIZE)} (int8: safetensors, or q8_0 in gguf)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    note = export(args.run_dir, args.format, args.out, args.dtype, args.quantize, args.overwrite)
+    seconds = time.perf_counter() - started
+    for path in sorted(Path(args.out).iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            print(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
+    if note:
+        print(f"note: {as_flags(note)}")
+    print(f"exported {args.run_dir} as {args.format} in {seconds:.1f}s")
+    return 0
+
+
 def cmd_models(argv: list[str]) -> int:
     from .models.registry import build_model, load_plugins, model_class, model_names
 
@@ -379,7 +403,8 @@ def cmd_bench(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "models": cmd_models, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "export": cmd_export, "models": cmd_models,
+            "bench": cmd_bench}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

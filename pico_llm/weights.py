@@ -45,18 +45,21 @@ def tied_aliases(model: nn.Module) -> dict[str, str]:
     return aliases
 
 
-def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors to store: the unwrapped model's state, each shared tensor once, contiguous."""
+def weights_of(model: nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The tensors to store: the unwrapped model's state, each shared tensor once, contiguous; floating
+    point ones in `dtype` if given (integer ones, such as int8 weights, stay as they are)."""
     model = unwrap(model)
     aliases = tied_aliases(model)
-    return {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()
+    cast = (lambda t: t.to(dtype) if dtype is not None and t.is_floating_point() else t)
+    return {name: cast(tensor.detach()).contiguous() for name, tensor in model.state_dict().items()
             if name not in aliases and tensor is not None}
 
 
-def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None,
+                 dtype: torch.dtype | None = None) -> None:
     """Write `model`'s weights to `path` atomically (a kill leaves the old file or the new one)."""
     with atomic_file(path) as handle:
-        handle.write(save(weights_of(model), metadata=metadata))
+        handle.write(save(weights_of(model, dtype), metadata=metadata))
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -114,7 +114,7 @@ class BPETokenizer(Tokenizer):
     def __init__(self, hf_tokenizer):
         self.hf = hf_tokenizer
         self.vocab_size = hf_tokenizer.get_vocab_size()
-        self._byte_decoder = {ch: b for b, ch in _gpt2_byte_alphabet().items()}
+        self._byte_decoder = {ch: b for b, ch in gpt2_byte_alphabet().items()}
 
     @classmethod
     def train(cls, data: bytes, vocab_size: int) -> BPETokenizer:
@@ -208,7 +208,7 @@ def _chunks(text: str, size: int = 1 << 16):
         start = end
 
 
-def _gpt2_byte_alphabet() -> dict[int, str]:
+def gpt2_byte_alphabet() -> dict[int, str]:
     """The byte → printable-character map used by byte-level BPE (GPT-2's convention)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
     printable += list(range(ord("®"), ord("ÿ") + 1))

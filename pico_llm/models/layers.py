@@ -83,6 +83,7 @@ class Rotary(nn.Module):
 
     def __init__(self, head_dim: int, context: int, base: float = 10000.0):
         super().__init__()
+        self.base = base  # exporters write it: other tools compute the same rotations from it
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)
         self.register_buffer("rotations", torch.stack((angles.cos(), angles.sin()), dim=-1), persistent=False)
