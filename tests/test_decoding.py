@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from pico_llm.models import build_model, model_class, model_names
+from pico_llm.models.base import DecodeState
 
 VARIANTS = {name: {} for name in model_names()}
 VARIANTS.update({
@@ -48,12 +49,13 @@ def test_past_the_context_follows_the_documented_policy(variant):
     logits, state = model.prefill(tokens[:, :3], state)
     for t in range(3, tokens.shape[1]):
         logits, state = model.step(tokens[:, t : t + 1], state)
-        window = tokens[:, state.window_start : t + 1]
+        assert bool((state.window_start == state.window_start[0]).all())  # rows that started together slide together
+        window = tokens[:, int(state.window_start[0]) : t + 1]
         assert window.shape[1] <= CONTEXT or model.streams
         with torch.no_grad():
             expected = model(window)[:, -1]
         torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
-    assert (state.window_start == 0) == model.streams
+    assert bool((state.window_start == 0).all()) == model.streams
 
 
 def test_long_prompt_is_cropped_to_the_window():
@@ -89,3 +91,42 @@ def test_a_bfloat16_model_runs_and_decodes_on_the_cpu():
     logits, state = model.step(tokens[:, 4:5], state)
     assert full.dtype == logits.dtype == torch.bfloat16
     torch.testing.assert_close(logits.float(), full[:, 4].float(), rtol=0, atol=0.05 * full[:, 4].abs().max().item())
+
+
+def decode_alone(model, row: torch.Tensor) -> torch.Tensor:
+    """The logits after each token of `row` [T], decoded as a batch of one from a one-token prompt: [T, V]."""
+    logits, state = model.prefill(row[None, :1], model.init_state(1))
+    steps = [logits]
+    for t in range(1, len(row)):
+        logits, state = model.step(row[None, t : t + 1], state)
+        steps.append(logits)
+    return torch.cat(steps)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rows_at_different_positions_decode_as_if_alone(variant):
+    """A batch whose rows started at different times (a server's continuous batching) gives each row the
+    logits it gets alone, while rows join, leave and, past the context, slide their windows."""
+    model = make(variant)
+    rows = torch.randint(0, 37, (3, int(2.2 * CONTEXT)))
+    alone = [decode_alone(model, row) for row in rows]
+    joins, leaves = {0: 0, 1: 5, 2: 11}, {1: 30}
+    active, done, state = [], {}, None
+    for clock in range(200):
+        for r in [r for r, at in joins.items() if at == clock]:
+            logits, joined = model.prefill(rows[r : r + 1, :1], model.init_state(1))
+            state = joined if state is None else DecodeState.concat([state, joined])
+            active.append(r)
+            done[r] = 1
+        leaving = [r for r in active if leaves.get(r) == clock or done[r] == rows.shape[1]]
+        if leaving:
+            keep = [i for i, r in enumerate(active) if r not in leaving]
+            state = state.select(torch.tensor(keep, dtype=torch.long)) if keep else None
+            active = [active[i] for i in keep]
+        if not active:
+            break
+        logits, state = model.step(torch.stack([rows[r, done[r]] for r in active])[:, None], state)
+        for i, r in enumerate(active):
+            torch.testing.assert_close(logits[i], alone[r][done[r]], rtol=0, atol=1e-5)
+            done[r] += 1
+    assert done == {0: rows.shape[1], 1: 30 - 5 + 1, 2: rows.shape[1]}

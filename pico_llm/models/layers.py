@@ -88,9 +88,14 @@ class Rotary(nn.Module):
         angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)
         self.register_buffer("rotations", torch.stack((angles.cos(), angles.sin()), dim=-1), persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """x: [..., T, head_dim]; positions offset..offset+T-1; computed in float32, returned in x's dtype."""
-        rotations = torch.view_as_complex(self.rotations[offset : offset + x.shape[-2]].float())
+    def forward(self, x: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
+        """x: [B, H, T, head_dim] at positions offset..offset+T-1, or [B, H, 1, head_dim] with one position
+        per row (`offset` [B]); computed in float32, returned in x's dtype."""
+        if isinstance(offset, torch.Tensor):
+            rotations = self.rotations[offset][:, None, None]  # [B, 1, 1, head_dim / 2, 2]
+        else:
+            rotations = self.rotations[offset : offset + x.shape[-2]]
+        rotations = torch.view_as_complex(rotations.float())
         pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
         return torch.view_as_real(pairs * rotations).flatten(-2).type_as(x)
 
@@ -98,7 +103,9 @@ class Rotary(nn.Module):
 class KVCache:
     """Preallocated keys and values of one attention layer, [B, H, context, head_dim] each (gpt-fast style).
 
-    Buffers are allocated on the first write, in the dtype the keys arrive in (autocast or not).
+    Buffers are allocated on the first write, in the dtype the keys arrive in (autocast or not). Rows
+    may be at different positions (a server decodes requests that started at different times
+    together): a step writes each row's key at its own position and masks what lies beyond it.
     """
 
     def __init__(self, context: int):
@@ -106,18 +113,42 @@ class KVCache:
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
 
-    def update(self, k: torch.Tensor, v: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write positions offset..offset+T-1; return all keys and values up to the last one written."""
+    def update(self, k: torch.Tensor, v: torch.Tensor, offset: int | torch.Tensor):
+        """Write positions offset..offset+T-1 (a prefill), or one position per row (`offset` [B], a step).
+
+        Returns the keys and values up to the furthest position written and the mask [B, 1, 1, L] of
+        the positions each row attends to (None when every row attends to all of them).
+        """
         if self.keys is None:
             shape = (k.shape[0], k.shape[1], self.context, k.shape[3])
             self.keys, self.values = k.new_zeros(shape), v.new_zeros(shape)
-        end = offset + k.shape[2]
-        self.keys[:, :, offset:end] = k
-        self.values[:, :, offset:end] = v
-        return self.keys[:, :, :end], self.values[:, :, :end]
+        if isinstance(offset, int):
+            end = offset + k.shape[2]
+            self.keys[:, :, offset:end] = k
+            self.values[:, :, offset:end] = v
+            return self.keys[:, :, :end], self.values[:, :, :end], None
+        rows = torch.arange(k.shape[0], device=k.device)
+        self.keys[rows, :, offset] = k[:, :, 0]
+        self.values[rows, :, offset] = v[:, :, 0]
+        end = int(offset.max()) + 1
+        mask = torch.arange(end, device=k.device) <= offset[:, None]
+        return self.keys[:, :, :end], self.values[:, :, :end], mask[:, None, None]
+
+    def select(self, rows: torch.Tensor) -> KVCache:
+        cache = KVCache(self.context)
+        cache.keys, cache.values = self.keys[rows], self.values[rows]
+        return cache
+
+    @staticmethod
+    def concat(caches: list[KVCache]) -> KVCache:
+        cache = KVCache(caches[0].context)
+        cache.keys = torch.cat([c.keys for c in caches])
+        cache.values = torch.cat([c.values for c in caches])
+        return cache
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, dropout: float = 0.0) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, dropout: float = 0.0,
+           mask: torch.Tensor | None = None) -> torch.Tensor:
     """`scaled_dot_product_attention`; on the CPU always in float32, even under bfloat16 autocast.
 
     PyTorch's CPU flash-attention backward is 5x slower in bfloat16 than in float32 (13.8 against
@@ -125,9 +156,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, drop
     attention (and rotary) in float32, autocast keeps the projections in bfloat16.
     """
     if q.device.type != "cpu":
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout)
     with torch.autocast("cpu", enabled=False):
-        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal, dropout_p=dropout)
+        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, is_causal=causal,
+                                              dropout_p=dropout)
 
 
 class CausalSelfAttention(nn.Module):
@@ -142,7 +174,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def split_heads(self, x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def split_heads(self, x: torch.Tensor, offset: int | torch.Tensor = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, length, dim = x.shape
         qkv = self.qkv(x)
         if qkv.device.type == "cpu":
@@ -156,14 +188,14 @@ class CausalSelfAttention(nn.Module):
         batch, _, length, _ = y.shape
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, -1)))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int = 0) -> torch.Tensor:
-        """Causal attention over x; with a cache, a prefill (offset 0) or a one-token step at `offset`."""
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int | torch.Tensor = 0) -> torch.Tensor:
+        """Causal attention over x; with a cache, a prefill (offset 0) or a one-token step at each row's `offset` [B]."""
         q, k, v = self.split_heads(x, offset)
-        causal = True
+        causal, mask = True, None
         if cache is not None:
-            k, v = cache.update(k, v, offset)
-            causal = offset == 0  # a step's one new query attends to every cached position, all in its past
-        y = attend(q, k, v, causal, self.dropout if self.training else 0.0)
+            k, v, mask = cache.update(k, v, offset)
+            causal = isinstance(offset, int) and offset == 0  # a step's query attends to its row's cached past
+        y = attend(q, k, v, causal, self.dropout if self.training else 0.0, mask)
         return self.merge_heads(y.type_as(x))  # from attend's float32 back to x's dtype (bfloat16 weights)
 
 
@@ -199,6 +231,6 @@ class TransformerBlock(nn.Module):
         self.mlp_norm = make_norm(config.norm, config.dim)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int | torch.Tensor = 0) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cache, offset)
         return x + self.mlp(self.mlp_norm(x))

@@ -60,9 +60,22 @@ class LSTM(LanguageModel):
         return self.head(output)
 
     def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        output, state.caches["lstm"] = self.run_lstm(self.input(tokens, state))
+        output, hidden = self.run_lstm(self.input(tokens, state))
+        state.caches["lstm"] = batch_first(hidden)
         return self.head(output[:, -1])
 
     def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        output, state.caches["lstm"] = self.run_lstm(self.input.step(tokens, state), state.caches["lstm"])
+        output, hidden = self.run_lstm(self.input.step(tokens, state), layers_first(state.caches["lstm"]))
+        state.caches["lstm"] = batch_first(hidden)
         return self.head(output[:, -1])
+
+
+def batch_first(hidden: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """nn.LSTM's (h, c), each [layers, B, H], as one [B, 2, layers, H] tensor: a decode state's caches are
+    batch-first, so rows of a batch can be selected and joined like any other model's."""
+    return torch.stack(hidden, dim=1).transpose(0, 2)
+
+
+def layers_first(cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    h, c = cache.transpose(0, 2).contiguous().unbind(1)
+    return h.contiguous(), c.contiguous()

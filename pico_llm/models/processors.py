@@ -24,9 +24,12 @@ class PositionalEmbedding(nn.Module):
         elif kind == "sinusoidal":
             self.register_buffer("table", sinusoidal_table(context, dim), persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
+        """x: [B, T, D] from position `offset` on; or one token per row [B, 1, D] at positions `offset` [B]."""
         if self.kind not in ("learned", "sinusoidal"):
             return x
+        if isinstance(offset, torch.Tensor):
+            return x + self.table[offset][:, None]
         return x + self.table[offset : offset + x.shape[1]]
 
 
@@ -64,7 +67,7 @@ class TokenInput(nn.Module):
         return self.dropout(self.position(x))
 
     def step(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        """Embed one new token per row [B, 1] at position `state.pos`."""
+        """Embed one new token per row [B, 1], each at its row's position `state.pos[b]`."""
         x = self.embed(tokens)
         if self.stack_proj is not None:
             window = torch.cat([state.caches["input"], x], dim=1)
