@@ -24,7 +24,7 @@ if typing.TYPE_CHECKING:
     from .training.run import RunFolder
     from .training.trainer import Trainer
 
-SUBCOMMANDS = ("train", "generate", "eval", "export", "models", "bench")
+SUBCOMMANDS = ("train", "generate", "eval", "export", "serve", "compare", "models", "bench")
 
 TRAIN_HELP = {
     "model": "encoder name (see `pico-llm models`)",
@@ -304,6 +304,54 @@ def cmd_export(argv: list[str]) -> int:
     return 0
 
 
+def cmd_serve(argv: list[str]) -> int:
+    parser = Parser(prog="pico-llm serve", description="Serve run folders, pretrained folders or folders of runs: an "
+                    "OpenAI-compatible API (/v1), a playground (/) and a runs dashboard (/runs).")
+    parser.add_argument("paths", nargs="+", metavar="PATH")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--max-batch", type=int, default=32, help="requests a model decodes together")
+    parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait for a free row (then 429)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.max_batch < 1 or args.max_queue < 0 or not 0 <= args.port <= 65535:
+        raise PicoError("--max-batch must be ≥ 1, --max-queue ≥ 0 and --port in 0..65535")
+    try:
+        import uvicorn
+
+        from .serve.app import create_app
+    except ImportError as err:
+        raise PicoError(f"serving needs {err.name}: pip install 'pico-llm[serve]'") from None
+    app = create_app(args.paths, args.max_batch, args.max_queue, args.device)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            port = self.servers[0].sockets[0].getsockname()[1] if self.servers else args.port
+            print(f"serving {len(app.state.catalog.folders)} model(s) on http://{args.host}:{port}  "
+                  "(playground /, runs /runs, API /v1)", flush=True)
+
+    Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")).run()
+    return 0
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from .inference.runs import curve, find_runs, markdown_table, summary
+
+    parser = Parser(prog="pico-llm compare", description="The runs as a markdown table, and their val curves overlaid.")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or folders of runs)")
+    parser.add_argument("--out", default=None, help="write the overlaid curves to this PNG")
+    args = parser.parse_args(argv)
+    found = find_runs(args.runs)
+    print(markdown_table([summary(run_id, folder) for run_id, folder in found.items()]), end="")
+    if args.out:
+        from .training.plots import plot_comparison
+
+        plot_comparison({run_id: curve(folder) for run_id, folder in found.items()}, args.out)
+        print(f"curves: {args.out}")
+    return 0
+
+
 def cmd_models(argv: list[str]) -> int:
     from .models.registry import build_model, load_plugins, model_class, model_names
 
@@ -403,8 +451,8 @@ def cmd_bench(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "export": cmd_export, "models": cmd_models,
-            "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "export": cmd_export, "serve": cmd_serve,
+            "compare": cmd_compare, "models": cmd_models, "bench": cmd_bench}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

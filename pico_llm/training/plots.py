@@ -34,3 +34,23 @@ def plot_curves(records: list[dict], path: str | Path) -> None:
     with atomic_file(path) as handle:
         fig.savefig(handle, format="png", dpi=90)
     plt.close(fig)
+
+
+def plot_comparison(curves: dict[str, list[dict]], path: str | Path) -> None:
+    """Val bits per byte of several runs, overlaid, against steps and against wall time (`pico-llm compare`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.9, wspace=0.18)
+    for x_key, x_label, ax in (("step", "step", axes[0]), ("wall_seconds", "wall time (s)", axes[1])):
+        for name, points in curves.items():
+            ax.plot([p[x_key] for p in points], [p["val_bits_per_byte"] for p in points], "o-", markersize=3, label=name)
+        ax.set(xlabel=x_label, ylabel="val bits per byte", title=f"val bits per byte vs {x_label}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    with atomic_file(path) as handle:
+        fig.savefig(handle, format="png", dpi=90)
+    plt.close(fig)
