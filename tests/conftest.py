@@ -32,3 +32,6 @@ def repeating_file(tmp_path) -> Path:
     path = tmp_path / "repeat.txt"
     path.write_text("abcdefghij" * 400)
     return path
+
+
+pytest_plugins = ["tests.servers"]  # the `served` fixture: one live server shared by the server and browser tests
