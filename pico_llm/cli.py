@@ -41,6 +41,7 @@ TRAIN_HELP = {
     "out": "run folder (default experiments/results/<timestamp>-<model>)",
     "device": "auto, cpu, cuda or mps",
     "compile": "torch.compile the model (off by default: no speed-up measured on CPU; falls back with a warning)",
+    "tensorboard": "also log the scalars as TensorBoard events in this folder (pip install 'pico-llm[tensorboard]')",
     "dtype": "autocast dtype: auto (on a bf16 CPU: whichever of float32/bfloat16 is measured faster for this model), float32, bfloat16, float16",
 }
 

@@ -119,6 +119,7 @@ class TrainConfig:
     out: str | None = None
     sample_prompt: str = "\n"
     sample_tokens: int = option(200, min=0, max=10_000)
+    tensorboard: str | None = None
 
     def __post_init__(self) -> None:
         check_fields(self)

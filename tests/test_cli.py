@@ -253,3 +253,30 @@ def test_out_on_a_read_only_filesystem_is_one_line(tmp_path, monkeypatch, capsys
     assert main(["train", "--data", str(data), "--max-steps", "2", *TINY, "--out", str(tmp_path / "ro" / "run")]) == 2
     err = capsys.readouterr().err
     assert err == f"error: cannot create the run folder {tmp_path / 'ro' / 'run'} (Read-only file system); choose another --out\n"
+
+
+def test_compare_prints_the_runs_table_and_draws_the_curves(trained_run, tmp_path, capsys):
+    folder, data = trained_run
+    other = tmp_path / "other"
+    assert main(["train", "--data", str(data), "--max-steps", "10", "--out", str(other), *TINY, "--width", "24",
+                 "--n-layers", "2"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(folder), str(other), "--out", str(tmp_path / "curves.png")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| id | model | params |")
+    rows = [line.split("|") for line in table[2:4]]
+    assert {row[1].strip() for row in rows} == {"r", "other"}
+    scores = [float(row[9]) for row in rows]
+    assert scores == sorted(scores)  # best val bits/byte first
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_tensorboard_logs_the_scalars(text_file, tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    logs = tmp_path / "tb"
+    assert main(["train", "--data", str(text_file), *TINY, "--max-steps", "4", "--eval-every", "2", "--log-every", "1",
+                 "--width", "16", "--n-layers", "2", "--tensorboard", str(logs), "--out", str(tmp_path / "run")]) == 0
+    events = event_accumulator.EventAccumulator(str(logs))
+    events.Reload()
+    assert [s.step for s in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [s.step for s in events.Scalars("val/bits_per_byte")] == [2, 4]

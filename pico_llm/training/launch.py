@@ -23,6 +23,7 @@ from .progress import ProgressBar
 from .run import RunFolder, RunLock, default_run_dir
 from .runtime import pick_device, resolve_runtime
 from .signals import StopSignals
+from .tensorboard import TensorBoardLogger
 from .trainer import Callback, Trainer
 
 FIXED_ON_RESUME = ("model", "tokenizer", "data", "val_data", "text_field")
@@ -57,7 +58,8 @@ def _open(
         folder = RunFolder(run_dir, corpus.tokenizer, resume=state is not None, overwrite=overwrite)
         runtime = resolve_runtime(model, config.device, config.dtype, config.compile, config.batch_size, recorded)
         config = replace(config, out=str(folder.path))
-        trainer = Trainer(model, corpus, config, [ProgressBar(), folder, *callbacks], folder.path, runtime, signals)
+        extra = [TensorBoardLogger(config.tensorboard)] if config.tensorboard else []
+        trainer = Trainer(model, corpus, config, [ProgressBar(), folder, *extra, *callbacks], folder.path, runtime, signals)
         if state:
             trainer.load_state_dict(state)
             folder.rewind(trainer.step)
