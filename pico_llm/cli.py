@@ -414,7 +414,26 @@ def cmd_bench_suite(argv: list[str]) -> int:
     return 0
 
 
+def cmd_bench_serve(argv: list[str]) -> int:
+    from .bench.serving import bench_serve
+
+    parser = Parser(prog="pico-llm bench serve", description="Serve a run and time concurrent streamed completions; "
+                    "prints JSON: aggregate tokens/s concurrent and one after another, time to first token.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--clients", default="1,8,32", help="comma-separated numbers of concurrent clients")
+    parser.add_argument("--tokens", type=int, default=200, help="tokens a completion")
+    args = parser.parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",") if c]
+    if not clients or min(clients) < 1 or args.tokens < 1:
+        raise PicoError("--clients must be positive numbers and --tokens positive")
+    for row in bench_serve(args.run_dir, clients, args.tokens):
+        print(json.dumps(row))
+    return 0
+
+
 def cmd_bench(argv: list[str]) -> int:
+    if argv and argv[0] == "serve":
+        return cmd_bench_serve(argv[1:])
     if not argv or argv[0] not in ("generate", "train"):
         return cmd_bench_suite(argv)
     from .bench.generation import bench_generate

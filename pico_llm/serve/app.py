@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -132,19 +133,34 @@ async def stream(request: GenerationRequest, jobs: list[Job], events: asyncio.Qu
                 yield sse(envelope(request, [chunk_choice(request, index, "", None, first=True)], chunk=True))
         remaining = len(jobs)
         while remaining:
-            index, kind, value = await events.get()
-            if kind == "error":
-                yield sse(ApiError(500, f"generation failed: {value}", None, "server_error").body())
-                return
-            finish = value if kind == "done" else None
-            remaining -= kind == "done"
-            yield sse(envelope(request, [chunk_choice(request, index, value if kind == "text" else "", finish)], chunk=True))
+            batch = [await events.get()]
+            while not events.empty():  # what the engine made while the last chunk went out: fewer, larger chunks
+                batch.append(events.get_nowait())
+            for index, kind, value in merge_text(batch):
+                if kind == "error":
+                    yield sse(ApiError(500, f"generation failed: {value}", None, "server_error").body())
+                    return
+                finish = value if kind == "done" else None
+                remaining -= kind == "done"
+                yield sse(envelope(request, [chunk_choice(request, index, value if kind == "text" else "", finish)],
+                                   chunk=True))
         if request.include_usage:
             yield sse(envelope(request, [], chunk=True, usage_=usage(request, sum(job.completion_tokens for job in jobs))))
         yield sse("[DONE]")
     finally:
         for job in jobs:
             job.cancelled = True
+
+
+def merge_text(events: list[tuple]) -> list[tuple]:
+    """Consecutive text events of one choice as one (the order of everything else kept)."""
+    merged: list[tuple] = []
+    for event in events:
+        if merged and event[1] == "text" and merged[-1][1] == "text" and merged[-1][0] == event[0]:
+            merged[-1] = (event[0], "text", merged[-1][2] + event[2])
+        else:
+            merged.append(event)
+    return merged
 
 
 async def collect(http: Request, request: GenerationRequest, jobs: list[Job], events: asyncio.Queue) -> Response:
@@ -237,8 +253,15 @@ async def unexpected(request: Request, err: Exception) -> Response:
     return JSONResponse(ApiError(500, f"{type(err).__name__}: {err}", None, "server_error").body(), status_code=500)
 
 
+@asynccontextmanager
+async def lifespan(app: Starlette):
+    yield
+    for engine, _ in list(app.state.catalog.engines.values()):
+        engine.close()
+
+
 def create_app(paths: list[str], max_batch: int = 32, max_queue: int = 64, device: str = "auto") -> Starlette:
-    app = Starlette(routes=[
+    app = Starlette(lifespan=lifespan, routes=[
         Route("/health", health),
         Route("/v1/models", models),
         Route("/v1/completions", completions, methods=["POST"]),
