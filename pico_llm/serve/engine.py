@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from itertools import groupby
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -112,17 +113,22 @@ class Engine:
 
     @torch.no_grad()
     def _admit(self, jobs: list[Job], rows: list[Row], state: DecodeState | None) -> DecodeState | None:
-        """Prefill each new job on its own, sample its first token, and join its state to the batch's."""
-        for job in jobs:
-            if job.cancelled:
-                continue
-            prompt = torch.tensor([job.prompt_ids], dtype=torch.long, device=self.device)
-            logits, joined = self.model.prefill(prompt, self.model.init_state(1))
-            row = self._row(job)
-            rows.append(row)
-            self._sample(row, logits)
-            state = joined if state is None else DecodeState.concat([state, joined])
-        return state
+        """Prefill the new jobs (those with prompts of one length together), sample their first tokens, and
+        join their states to the batch's in one copy."""
+        joined = []
+        by_length = groupby(sorted((job for job in jobs if not job.cancelled), key=lambda job: len(job.prompt_ids)),
+                            key=lambda job: len(job.prompt_ids))
+        for _, group in by_length:
+            group = list(group)
+            prompts = torch.tensor([job.prompt_ids for job in group], dtype=torch.long, device=self.device)
+            logits, new = self.model.prefill(prompts, self.model.init_state(len(group)))
+            for index, job in enumerate(group):
+                rows.append(self._row(job))
+                self._sample(rows[-1], logits[index : index + 1])
+            joined.append(new)
+        if not joined:
+            return state
+        return DecodeState.concat(([state] if state is not None else []) + joined)
 
     def _row(self, job: Job) -> Row:
         generator = torch.Generator(device=self.device)
