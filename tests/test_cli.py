@@ -46,7 +46,7 @@ def test_console_script_and_module_entry_points():
     launchers = [[sys.executable, "-m", "pico_llm"]] + ([[str(script)]] if script.exists() else [])
     for launcher in launchers:  # --help answers without importing torch: fast
         result = run(*launcher, "--help")
-        assert result.returncode == 0 and result.stdout.startswith("usage: pico-llm {train,generate,eval,export,models,bench}"), result.stderr
+        assert result.returncode == 0 and result.stdout.startswith("usage: pico-llm {train,generate,eval,export,serve,"), result.stderr
 
 
 @pytest.fixture(scope="module")
