@@ -15,6 +15,8 @@ VARIANTS.update({
     "cnn_attention-every": {"attention_every": 1},
     "cnn_mlp-stack": {"stack": 2},
     "lstm-sinusoidal": {"pos_embedding": "sinusoidal"},
+    "mamba-learned": {"pos_embedding": "learned"},
+    "gla-stack": {"stack": 2},
 })
 CONTEXT = 20
 
@@ -130,3 +132,20 @@ def test_rows_at_different_positions_decode_as_if_alone(variant):
             torch.testing.assert_close(logits[i], alone[r][done[r]], rtol=0, atol=1e-5)
             done[r] += 1
     assert done == {0: rows.shape[1], 1: 30 - 5 + 1, 2: rows.shape[1]}
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if make(v).streams])
+def test_a_streaming_models_state_does_not_grow(variant):
+    """Past the context, a model that streams keeps a state of one size however long the output runs."""
+    model = make(variant)
+    tokens = torch.randint(0, 37, (2, 6 * CONTEXT))
+    logits, state = model.prefill(tokens[:, :2], model.init_state(2))
+
+    def size() -> int:
+        return sum(t.numel() for t in state.caches.values()) + state.history.numel()
+
+    for t in range(2, tokens.shape[1]):
+        logits, state = model.step(tokens[:, t : t + 1], state)
+        if t == 2 * CONTEXT:
+            after_two_contexts = size()
+    assert size() == after_two_contexts

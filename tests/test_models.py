@@ -22,6 +22,8 @@ VARIANTS.update({
     "transformer-classic": {"norm": "layernorm", "mlp": "gelu", "pos_embedding": "learned", "tie_embeddings": False},
     "transformer-stack": {"stack": 2, "pos_embedding": "none"},
     "cnn_attention-learned": {"pos_embedding": "learned", "attention_every": 1},
+    "mamba-learned-stack": {"pos_embedding": "learned", "stack": 2, "expand": 1},
+    "gla-gelu": {"mlp": "gelu", "key_ratio": 1.0},
 })
 
 
@@ -33,7 +35,22 @@ def make(variant: str, context: int = 48):
 
 
 def test_every_family_is_registered():
-    assert {"kgram_mlp", "kgram_cnn", "transformer", "lstm", "cnn_attention", "cnn_mlp"} <= set(model_names())
+    assert {"kgram_mlp", "kgram_cnn", "transformer", "lstm", "cnn_attention", "cnn_mlp", "mamba", "gla"} <= set(model_names())
+
+
+@pytest.mark.parametrize("name", ["mamba", "gla"])
+def test_chunked_training_form_does_not_depend_on_the_chunk(name):
+    """The chunkwise-parallel form (quadratic inside a chunk, recurrent across) is one computation whatever
+    the chunk: chunks of 1 (a pure recurrence), 5 (ragged: 48 is not a multiple) and 64 (one chunk) agree."""
+    tokens = torch.randint(0, 61, (2, 48))
+    logits = []
+    for chunk in (1, 5, 64):
+        torch.manual_seed(0)
+        model = build_model(name, vocab_size=61, context=48, **{**model_class(name).debug, "chunk": chunk}).eval()
+        with torch.no_grad():
+            logits.append(model(tokens))
+    for other in logits[1:]:
+        torch.testing.assert_close(other, logits[0], rtol=0, atol=1e-5)
 
 
 @pytest.mark.cpu_sensitive

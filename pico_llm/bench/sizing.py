@@ -7,8 +7,6 @@ import torch
 from ..errors import PicoError
 from ..models.registry import build_model, model_class
 
-WIDTH_STEP = 8  # keeps widths divisible by the usual head counts, with even head dims for RoPE
-
 
 def count_params(name: str, **fields) -> int:
     """Parameter count without allocating memory (the model is built on the meta device)."""
@@ -18,18 +16,18 @@ def count_params(name: str, **fields) -> int:
 
 def match_params(name: str, target: int, tolerance: float = 0.1, **fields) -> dict:
     """Fields (`fields` with the model's width replaced) whose parameter count is closest to `target`."""
-    width_field = model_class(name).width_field
+    width_field, step = model_class(name).width_field, model_class(name).width_step
     if width_field is None:
         return fields
     fields = {k: v for k, v in fields.items() if k != width_field}
-    lo, hi = 1, 4096 // WIDTH_STEP
-    while lo < hi:  # smallest multiple of WIDTH_STEP reaching the target
+    lo, hi = 1, 4096 // step
+    while lo < hi:  # smallest multiple of the step reaching the target
         mid = (lo + hi) // 2
-        if count_params(name, **fields, **{width_field: mid * WIDTH_STEP}) < target:
+        if count_params(name, **fields, **{width_field: mid * step}) < target:
             lo = mid + 1
         else:
             hi = mid
-    candidates = [max(1, lo - 1) * WIDTH_STEP, lo * WIDTH_STEP]
+    candidates = [max(1, lo - 1) * step, lo * step]
     best = min(candidates, key=lambda w: abs(count_params(name, **fields, **{width_field: w}) - target))
     matched = {**fields, width_field: best}
     params = count_params(name, **matched)

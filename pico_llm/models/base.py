@@ -132,6 +132,7 @@ class LanguageModel(nn.Module):
     description: str = ""
     debug: ClassVar[dict] = {}  # field overrides for a tiny, fast flavour used by tests and CI
     width_field: ClassVar[str | None] = None  # the config field that scales the model (for matched-size benchmarks)
+    width_step: ClassVar[int] = 8  # widths a multiple of it stay valid (head counts, even head dims for RoPE)
 
     def __init__(self, config: BaseConfig):
         super().__init__()

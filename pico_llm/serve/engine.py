@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from itertools import groupby
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
 
 import torch
 
