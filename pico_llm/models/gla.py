@@ -31,6 +31,10 @@ from .processors import TokenInput
 from .registry import register_model
 
 
+GATE_FLOOR = -5.0  # log-gates stay above it: a channel keeps at least e^-5 (0.7%) a step, and chunk/2 steps of
+MAX_CHUNK = 24  # it (-60) still fit float32's exponent range when the decays are split (exp(±60) ~ 1e26)
+
+
 @dataclass
 class GLAConfig(BaseConfig):
     d_model: int = option(192, min=1)
@@ -39,7 +43,7 @@ class GLAConfig(BaseConfig):
     key_ratio: float = option(0.5, above=0.0, max=4.0)  # key_dim = key_ratio × d_model over the heads
     gate_rank: int = option(16, min=1)
     gate_temperature: float = option(16.0, above=0.0)
-    chunk: int = option(16, min=1)
+    chunk: int = option(16, min=1, max=MAX_CHUNK)
     mlp: str = option("swiglu", choices=MLPS)
     dropout: float = option(0.0, min=0.0, below=1.0)
 
@@ -66,11 +70,12 @@ def chunked_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_gate: tor
     shape = (batch, heads, -1, chunk)
     q, k, v, log_gate = (t.reshape(*shape, t.shape[-1]) for t in (q, k, v, log_gate))  # [B, H, c, L, d]
     b = log_gate.cumsum(-2)  # cumulative log-gates inside each chunk, ≤ 0
+    # inside a chunk: A[t, s] = sum_d q_td k_sd exp(b_td - b_sd) for s <= t, as one matmul: the decays are split
+    # at the chunk's middle, so each factor's exponent is at most chunk/2 × GATE_FLOOR in size (no overflow)
+    middle = b[..., chunk // 2 : chunk // 2 + 1, :]
+    within = (q * (b - middle).exp()) @ (k * (middle - b).exp()).transpose(-1, -2)  # [B, H, c, L, L]
     causal = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
-    # inside a chunk: A[t, s] = sum_d q_td k_sd exp(b_td - b_sd) for s <= t (each exponent <= 0)
-    exponent = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[..., None], -math.inf)
-    within = (q[..., :, None, :] * k[..., None, :, :] * exponent.exp()).sum(-1)  # [B, H, c, L, L]
-    outputs = within @ v
+    outputs = within.masked_fill(~causal, 0) @ v
     state = q.new_zeros(batch, heads, key_dim, v.shape[-1])
     carried = []
     for i in range(q.shape[2]):  # across chunks: the state entering chunk i, then updated by it
@@ -102,7 +107,7 @@ class GatedLinearAttention(nn.Module):
         def split(t: torch.Tensor) -> torch.Tensor:
             return t.float().unflatten(-1, (heads, -1)).transpose(1, 2)
 
-        log_gate = F.logsigmoid(self.gate(x).float()) / self.config.gate_temperature
+        log_gate = (F.logsigmoid(self.gate(x).float()) / self.config.gate_temperature).clamp(min=GATE_FLOOR)
         return split(self.q(x)), split(self.k(x)) / math.sqrt(self.head_key), split(self.v(x)), split(log_gate)
 
     def _out(self, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
