@@ -36,6 +36,15 @@ def test_eval_batches_cover_the_split_once():
     assert targets.tolist() == list(range(1, 101))
 
 
+def test_a_limited_eval_spreads_its_windows_over_the_whole_split():
+    tokens = np.arange(1001, dtype=np.uint16)
+    inputs = torch.cat([i for i, _ in eval_batches(tokens, 10, 4, max_tokens=50)])
+    assert inputs.shape == (5, 10)
+    starts = inputs[:, 0].tolist()
+    assert starts[0] == 0 and starts[-1] == 990 and all(s % 10 == 0 for s in starts)  # whole windows, first to last
+    assert len(set(starts)) == 5
+
+
 def test_token_cache_is_reused(text_file):
     tok = ByteTokenizer()
     first = tokenize_cached(text_file.read_bytes(), tok)
