@@ -26,6 +26,8 @@ from .errors import PicoError
 
 DEFAULT_CONFIG_FILE = Path("experiments/config.json")
 MAX_SEED = 2**63 - 1
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 def option(default, *, min=None, max=None, above=None, below=None, choices=None):
@@ -100,7 +102,14 @@ class TrainConfig:
     vocab_size: int = option(1024, min=1, max=1 << 20)
     batch_size: int = option(32, min=1, max=1 << 20)
     grad_accum: int = option(1, min=1, max=1 << 20)
+    optimizer: str = option("adamw", choices=OPTIMIZERS)
     lr: float = option(3e-3, above=0.0, max=10.0)
+    muon_lr: float = option(0.02, above=0.0, max=10.0)
+    muon_momentum: float = option(0.95, min=0.0, below=1.0)
+    muon_momentum_warmup: int = option(300, min=0)
+    muon_weight_decay: float = option(0.0, min=0.0, max=10.0)
+    schedule: str = option("cosine", choices=SCHEDULES)
+    cooldown: float = option(0.4, above=0.0, max=1.0)
     min_lr_ratio: float = option(0.1, min=0.0, max=1.0)
     warmup_steps: int = option(100, min=0)
     weight_decay: float = option(0.1, min=0.0, max=10.0)

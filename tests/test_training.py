@@ -76,11 +76,14 @@ def train_losses(path):
     return {r["step"]: r["train_loss"] for r in map(json.loads, lines) if r["event"] == "log"}
 
 
-def test_resume_continues_the_same_curve(text_file, tmp_path):
-    straight, _ = start_training(small_config(text_file, tmp_path / "straight"), {**SMALL_CNN, "dropout": 0.1})
+@pytest.mark.parametrize("optimizer, schedule", [("adamw", "cosine"), ("muon", "wsd")])
+def test_resume_continues_the_same_curve(text_file, tmp_path, optimizer, schedule):
+    options = {"optimizer": optimizer, "schedule": schedule}
+    straight, _ = start_training(small_config(text_file, tmp_path / "straight", **options), {**SMALL_CNN, "dropout": 0.1})
     straight.fit()
 
-    first, folder = start_training(small_config(text_file, tmp_path / "resumed"), {**SMALL_CNN, "dropout": 0.1}, [StopAt(7)])
+    first, folder = start_training(small_config(text_file, tmp_path / "resumed", **options), {**SMALL_CNN, "dropout": 0.1},
+                                   [StopAt(7)])
     first.fit()
     assert first.interrupted and first.step == 7
     second, _ = resume_training(folder.path, {})
@@ -98,8 +101,9 @@ def test_resume_can_extend_a_finished_run(text_file, tmp_path):
     assert summary["steps"] == 30
 
 
-def test_time_budget_stops_then_runs_final_eval(text_file, tmp_path):
-    config = small_config(text_file, tmp_path / "run", max_steps=10**9, time_budget=1.0, eval_every=50)
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+def test_time_budget_stops_then_runs_final_eval(text_file, tmp_path, schedule):
+    config = small_config(text_file, tmp_path / "run", max_steps=10**9, time_budget=1.0, eval_every=50, schedule=schedule)
     trainer, _ = start_training(config, SMALL_CNN)
     summary = trainer.fit()
     assert summary["wall_seconds"] >= 1.0 and 0 < summary["steps"] < 10**9  # no upper bound: machines differ

@@ -26,7 +26,7 @@ from .signals import StopSignals
 from .tensorboard import TensorBoardLogger
 from .trainer import Callback, Trainer
 
-FIXED_ON_RESUME = ("model", "tokenizer", "data", "val_data", "text_field")
+FIXED_ON_RESUME = ("model", "tokenizer", "data", "val_data", "text_field", "optimizer")
 
 
 def _load_corpus(config: TrainConfig, tokenizer: Tokenizer | str, place: Place) -> Corpus:

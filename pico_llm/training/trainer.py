@@ -1,9 +1,12 @@
 """The training loop. It knows about tokens, losses and optimizers, never about a specific model.
 
-One step: sample random windows, forward under autocast, cross-entropy, backward, clip, AdamW. The
-learning rate warms up linearly, then follows a cosine to `min_lr_ratio × lr` over the run's
-progress, where progress is the larger of steps done / total steps and, with a time budget, wall
-time spent / budget, so a time-limited run still ends its schedule at the low learning rate.
+One step: sample random windows, forward under autocast, cross-entropy, backward, clip, then AdamW,
+or Muon for the hidden matrices with AdamW for the rest (`optimizer`). The learning rates warm up
+linearly, then follow the `schedule` down to `min_lr_ratio` × their peak over the run's progress:
+a cosine, or "wsd" (warm-up, stable, decay: constant, then a linear cool-down over the last
+`cooldown` of the run, the speedrun's). Progress is the larger of steps done / total steps and,
+with a time budget, wall time spent / budget, so a time-limited run still ends its schedule at the
+low learning rate. Muon's momentum warms up from 0.85 over `muon_momentum_warmup` steps.
 
 A step covers the global batch: `batch_size` windows × `grad_accum` micro-batches × the number of
 processes. Under torchrun the model is wrapped in DistributedDataParallel (gradients averaged
@@ -37,6 +40,7 @@ from ..models.registry import model_spec
 from ..weights import WEIGHTS_FILE, save_weights
 from .checkpoint import save_checkpoint
 from .metrics import evaluate
+from .optimizers import build_optimizer
 from .runtime import Runtime, compile_if_asked, resolve_runtime
 from .signals import StopSignals
 
@@ -98,7 +102,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.autocast = self.runtime.autocast
         self.train_model = self._wrap(compile_if_asked(self.model, self.runtime.compile))
-        self.optimizer = self._make_optimizer()
+        self.optimizer = build_optimizer(self.model, config, self.device)
+        self.peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.byte_lengths = corpus.tokenizer.token_byte_lengths()
         self.batch_generator = torch.Generator().manual_seed(config.seed)
@@ -120,20 +125,6 @@ class Trainer:
         if not self.place.enabled:
             return model
         return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        """AdamW with weight decay on matrices only (not on biases, norms or embeddings' peers)."""
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": self.config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        options = {"lr": self.config.lr, "betas": (0.9, self.config.beta2)}
-        try:  # one fused kernel: measured 4-5x faster than foreach on CPU (see BENCHMARKS.md)
-            return torch.optim.AdamW(groups, fused=True, **options)
-        except RuntimeError:  # a device without the fused kernel
-            return torch.optim.AdamW(groups, foreach=True, **options)
 
     def _total_steps(self) -> int | float:
         """`max_steps`, else `epochs` worth of steps; with only a time budget, unbounded; else 1 epoch."""
@@ -159,12 +150,19 @@ class Trainer:
             done = max(done, self.elapsed / self.config.time_budget)
         return min(done, 1.0)
 
-    def learning_rate(self) -> float:
+    def lr_factor(self) -> float:
+        """This step's learning rate as a fraction of each group's peak (see the module docstring)."""
         cfg = self.config
         if self.step < cfg.warmup_steps:
-            return cfg.lr * (self.step + 1) / cfg.warmup_steps
-        floor = cfg.lr * cfg.min_lr_ratio
-        return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * self.progress()))
+            return (self.step + 1) / cfg.warmup_steps
+        floor, progress = cfg.min_lr_ratio, self.progress()
+        if cfg.schedule == "wsd":
+            return floor + (1 - floor) * min(1.0, (1 - progress) / cfg.cooldown)
+        return floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * progress))
+
+    def learning_rate(self) -> float:
+        """The AdamW learning rate of this step (Muon's is `muon_lr` times the same factor)."""
+        return self.config.lr * self.lr_factor()
 
     def request_stop(self) -> None:
         """Ask the loop to stop after the current step (what a stop signal does), keeping a checkpoint."""
@@ -185,9 +183,9 @@ class Trainer:
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step on the global batch; returns this process's mean loss over its micro-batches."""
-        lr = self.learning_rate()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        factor = self.lr_factor()
+        for group, peak in zip(self.optimizer.param_groups, self.peak_lrs):
+            group["lr"] = peak * factor
         accum = self.config.grad_accum
         total = torch.zeros((), device=self.device)
         for index, (inputs, targets) in enumerate(self._micro_batches()):
