@@ -17,6 +17,9 @@ VARIANTS.update({
     "lstm-sinusoidal": {"pos_embedding": "sinusoidal"},
     "mamba-learned": {"pos_embedding": "learned"},
     "gla-stack": {"stack": 2},
+    "transformer-speedrun": {"qk_norm": True, "mlp": "relu2", "value_residual": True, "unet": True, "softcap": 15.0,
+                             "tie_embeddings": False, "n_layer": 3},
+    "cnn_attention-speedrun": {"qk_norm": True, "value_residual": True, "softcap": 10.0, "attention_every": 1},
 })
 CONTEXT = 20
 

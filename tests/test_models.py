@@ -24,6 +24,11 @@ VARIANTS.update({
     "cnn_attention-learned": {"pos_embedding": "learned", "attention_every": 1},
     "mamba-learned-stack": {"pos_embedding": "learned", "stack": 2, "expand": 1},
     "gla-gelu": {"mlp": "gelu", "key_ratio": 1.0},
+    "kgram_cnn-relu2": {"gated": False, "activation": "relu2"},
+    "transformer-speedrun": {"qk_norm": True, "mlp": "relu2", "value_residual": True, "unet": True, "softcap": 15.0,
+                             "tie_embeddings": False, "n_layer": 3},
+    "cnn_attention-speedrun": {"qk_norm": True, "mlp": "relu2", "value_residual": True, "softcap": 10.0,
+                               "attention_every": 1},
 })
 
 
@@ -121,6 +126,31 @@ def test_cnn_dilations_reach_far_and_no_further():
     torch.testing.assert_close(model(outside)[0, -1], base, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("name", ["transformer", "cnn_attention", "kgram_cnn"])
+def test_zero_init_starts_every_block_as_the_identity_and_then_learns(name):
+    """With `zero_init` the logits at t depend on token t alone (no block adds anything yet); one step later
+    they depend on the context: the zeroed projections receive gradients."""
+    torch.manual_seed(0)
+    model = build_model(name, vocab_size=61, context=32, zero_init=True, **model_class(name).debug)
+    tokens = torch.randint(0, 61, (2, 32))
+    changed = tokens.clone()
+    changed[:, :-1] = torch.randint(0, 61, (2, 31))
+    torch.testing.assert_close(model(changed)[:, -1], model(tokens)[:, -1], rtol=0, atol=1e-6)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    F.cross_entropy(model(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten()).backward()
+    optimizer.step()
+    assert not torch.allclose(model(changed)[:, -1], model(tokens)[:, -1], atol=1e-4)
+
+
+def test_softcap_bounds_the_logits():
+    torch.manual_seed(0)
+    model = build_model("transformer", vocab_size=61, context=16, softcap=2.0, **model_class("transformer").debug)
+    with torch.no_grad():
+        model.head.weight.mul_(1000)
+    logits = model(torch.randint(0, 61, (2, 16)))
+    assert logits.abs().max() <= 2.0 and logits.abs().max() > 1.9
+
+
 BAD_CONFIGS = [
     ("kgram_cnn", {"aggregation": "mean"}, "`aggregation` must be one of max, attention, got 'mean'"),
     ("kgram_mlp", {"width": 3}, "no field `width`"),
@@ -142,6 +172,9 @@ BAD_CONFIGS = [
     ("transformer", {"tie_embeddings": 1}, "`tie_embeddings` must be true or false, got 1"),
     ("kgram_mlp", {"context": 0}, "`context` must be ≥ 1 and ≤ 1048576, got 0"),
     ("lstm", {"vocab_size": 1 << 25}, "`vocab_size` must be ≥ 1 and ≤ 16777216"),
+    ("kgram_cnn", {"gated": False, "activation": "relu2", "zero_init": True}, "`zero_init` with an ungated relu2 conv"),
+    ("transformer", {"softcap": -1.0}, "`softcap` must be ≥ 0.0, got -1.0"),
+    ("kgram_cnn", {"activation": "tanh"}, "`activation` must be one of gelu, relu2, got 'tanh'"),
 ]
 
 

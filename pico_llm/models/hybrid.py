@@ -21,7 +21,7 @@ from ..config import option
 from .base import LanguageModel
 from .kgram_cnn import ConvBlock, ConvStack, KgramCNNConfig
 from .kgram_mlp import KgramHead
-from .layers import AttentionFields, KVCache, TransformerBlock, make_norm
+from .layers import AttentionFields, KVCache, TransformerBlock, make_norm, soft_cap
 from .processors import TokenInput
 from .registry import register_model
 
@@ -48,40 +48,45 @@ class CNNAttention(LanguageModel):
         for i in range(config.n_layers):
             layers.append(ConvBlock(config, config.dilation(i)))
             if (i + 1) % config.attention_every == 0:
-                layers.append(TransformerBlock(config))
+                first = not any(isinstance(layer, TransformerBlock) for layer in layers)
+                layers.append(TransformerBlock(config, mixes_values=config.value_residual and not first))
         self.layers = nn.ModuleList(layers)
         self.norm = make_norm(config.norm, config.width)
         self.head = nn.Linear(config.width, config.vocab_size)
+        if config.zero_init:
+            for layer in self.layers:
+                layer.zero_outputs()
+
+    def _layers(self, x: torch.Tensor, state=None, stepping: bool = False) -> torch.Tensor:
+        """x [B, T, C] through the layers; with a decode `state`, a prefill (filling its caches) or a step."""
+        first_values = None
+        for i, layer in enumerate(self.layers):
+            key = f"layer{i}"
+            if isinstance(layer, ConvBlock):
+                h = x.transpose(1, 2)
+                h = layer.step(h, state.caches, key) if stepping else layer(h, None if state is None else state.caches, key)
+                x = h.transpose(1, 2)
+                continue
+            cache, offset = None, 0
+            if state is not None:
+                if not stepping:
+                    state.caches[key] = KVCache(self.config.context)
+                cache, offset = state.caches[key], state.pos if stepping else 0
+            x, values = layer(x, cache, offset, first_values)
+            first_values = values if first_values is None else first_values
+        return x
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return soft_cap(self.head(self.norm(x)), self.config.softcap)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.input(tokens)  # [B, T, C]
-        for layer in self.layers:
-            if isinstance(layer, ConvBlock):
-                x = layer(x.transpose(1, 2)).transpose(1, 2)
-            else:
-                x = layer(x)
-        return self.head(self.norm(x))
+        return self._logits(self._layers(self.input(tokens)))
 
     def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        x = self.input(tokens, state)
-        for i, layer in enumerate(self.layers):
-            key = f"layer{i}"
-            if isinstance(layer, ConvBlock):
-                x = layer(x.transpose(1, 2), state.caches, key).transpose(1, 2)
-            else:
-                state.caches[key] = KVCache(self.config.context)
-                x = layer(x, state.caches[key], 0)
-        return self.head(self.norm(x[:, -1]))
+        return self._logits(self._layers(self.input(tokens, state), state)[:, -1])
 
     def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        x = self.input.step(tokens, state)
-        for i, layer in enumerate(self.layers):
-            key = f"layer{i}"
-            if isinstance(layer, ConvBlock):
-                x = layer.step(x.transpose(1, 2), state.caches, key).transpose(1, 2)
-            else:
-                x = layer(x, state.caches[key], state.pos)
-        return self.head(self.norm(x[:, -1]))
+        return self._logits(self._layers(self.input.step(tokens, state), state, stepping=True)[:, -1])
 
 
 @dataclass

@@ -23,6 +23,7 @@ from .processors import TokenInput, tail
 from .registry import register_model
 
 AGGREGATIONS = ("max", "attention")
+ACTIVATIONS = ("gelu", "relu2")
 
 
 @dataclass
@@ -33,14 +34,19 @@ class KgramCNNConfig(BaseConfig):
     dilation_base: int = option(2, min=1)
     dilation_cycle: int = option(8, min=1)
     gated: bool = True
+    activation: str = option("gelu", choices=ACTIVATIONS)  # of an ungated branch (a gated one is a GLU)
     layer_norm: bool = True
     aggregation: str = option("max", choices=AGGREGATIONS)
     dropout: float = option(0.0, min=0.0, below=1.0)
+    zero_init: bool = False  # blocks start as the identity: a GLU's value half (or a GELU conv) is zero
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.kernel_sizes:
             raise PicoError("`kernel_sizes` must list at least one width, e.g. [3]")
+        if self.zero_init and not self.gated and self.activation == "relu2":
+            raise PicoError("`zero_init` with an ungated relu2 conv would never learn (relu² has no gradient at 0); "
+                            "use `gated` true or `activation` gelu")
 
     def dilation(self, layer: int) -> int:
         return self.dilation_base ** (layer % self.dilation_cycle)
@@ -58,15 +64,24 @@ class CausalConv1d(nn.Conv1d):
 
 
 class ConvBranch(nn.Module):
-    """One kernel width: causal conv, then GLU (gated) or GELU."""
+    """One kernel width: causal conv, then GLU (gated), GELU or ReLU²."""
 
-    def __init__(self, width: int, kernel_size: int, dilation: int, gated: bool):
+    def __init__(self, width: int, kernel_size: int, dilation: int, gated: bool, activation: str = "gelu"):
         super().__init__()
         self.gated = gated
+        self.activation = activation
         self.conv = CausalConv1d(width, 2 * width if gated else width, kernel_size, dilation)
 
     def activate(self, h: torch.Tensor) -> torch.Tensor:
-        return F.glu(h, dim=1) if self.gated else F.gelu(h)
+        if self.gated:
+            return F.glu(h, dim=1)
+        return F.relu(h).square() if self.activation == "relu2" else F.gelu(h)
+
+    def zero_outputs(self) -> None:
+        """The branch outputs zero at first but still learns: the GLU's value half (or the whole GELU conv) is zero."""
+        values = self.conv.out_channels // 2 if self.gated else self.conv.out_channels
+        nn.init.zeros_(self.conv.weight[:values])
+        nn.init.zeros_(self.conv.bias[:values])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activate(self.conv(x))
@@ -85,7 +100,7 @@ class ConvBlock(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(config.width) if config.layer_norm else nn.Identity()
         self.branches = nn.ModuleList(
-            ConvBranch(config.width, k, dilation, config.gated) for k in config.kernel_sizes
+            ConvBranch(config.width, k, dilation, config.gated, config.activation) for k in config.kernel_sizes
         )
         self.aggregation = config.aggregation
         self.span = (max(config.kernel_sizes) - 1) * dilation + 1
@@ -101,6 +116,10 @@ class ConvBlock(nn.Module):
             return stacked.amax(dim=1)
         scores = torch.einsum("bnct,c->bnt", stacked, self.branch_query) / stacked.shape[2] ** 0.5
         return torch.einsum("bnct,bnt->bct", stacked, scores.softmax(dim=1))
+
+    def zero_outputs(self) -> None:
+        for branch in self.branches:
+            branch.zero_outputs()
 
     def normed(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
@@ -127,6 +146,9 @@ class ConvStack(nn.Module):
         self.config = config
         self.input = TokenInput(config, config.width, config.dropout)
         self.blocks = nn.ModuleList(ConvBlock(config, config.dilation(i)) for i in range(config.n_layers))
+        if config.zero_init:
+            for block in self.blocks:
+                block.zero_outputs()
 
     def receptive_field(self) -> int:
         """How many tokens (including the current one) can influence a prediction."""

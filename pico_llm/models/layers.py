@@ -13,7 +13,7 @@ from ..config import option
 from ..errors import PicoError
 
 NORMS = ("rmsnorm", "layernorm")
-MLPS = ("gelu", "swiglu")
+MLPS = ("gelu", "swiglu", "relu2")
 ATTENTION_POSITIONS = ("rotary", "learned", "sinusoidal", "none")
 
 
@@ -33,6 +33,10 @@ class AttentionFields:
     mlp: str = option("swiglu", choices=MLPS)
     dropout: float = option(0.0, min=0.0, below=1.0)
     pos_embedding: str = "rotary"
+    qk_norm: bool = False  # RMS-normalise queries and keys per head (no weights) before attention
+    zero_init: bool = False  # the residual branches' output projections start at zero
+    value_residual: bool = False  # every attention layer after the first mixes in the first one's values
+    softcap: float = option(0.0, min=0.0)  # logits become softcap·tanh(logits / softcap); 0 is off
 
     positions: ClassVar[tuple[str, ...]] = ATTENTION_POSITIONS
     dim_field: ClassVar[str]
@@ -163,50 +167,71 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, drop
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention through PyTorch's fused scaled_dot_product_attention."""
+    """Multi-head causal self-attention through PyTorch's fused scaled_dot_product_attention.
 
-    def __init__(self, config: AttentionFields):
+    With `qk_norm`, queries and keys are RMS-normalised per head before the rotary positions, which
+    bounds the attention logits (the speedrun's QK-norm). With `mixes_values` (the config's
+    `value_residual`, for every layer but the first), its values are λ₀·v + λ₁·v₁, v₁ the first
+    attention layer's values at the same position, λ learnt from (0.5, 0.5) (ResFormer, Zhou et al. 2024).
+    """
+
+    def __init__(self, config: AttentionFields, mixes_values: bool = False):
         super().__init__()
         self.n_head = config.n_head
         self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
         self.proj = nn.Linear(config.dim, config.dim, bias=False)
         self.rotary = Rotary(config.head_dim, config.context) if config.pos_embedding == "rotary" else None
+        self.qk_norm = config.qk_norm
+        self.value_mix = nn.Parameter(torch.tensor([0.5, 0.5])) if mixes_values else None
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def split_heads(self, x: torch.Tensor, offset: int | torch.Tensor = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def split_heads(self, x: torch.Tensor, offset: int | torch.Tensor = 0,
+                    first_values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, length, dim = x.shape
         qkv = self.qkv(x)
         if qkv.device.type == "cpu":
             qkv = qkv.float()  # see `attend`: on the CPU, everything between the two projections is float32
         q, k, v = qkv.view(batch, length, 3, self.n_head, dim // self.n_head).permute(2, 0, 3, 1, 4)
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (q.shape[-1],)), F.rms_norm(k, (k.shape[-1],))
         if self.rotary is not None:
             q, k = self.rotary(q, offset), self.rotary(k, offset)
+        if self.value_mix is not None:
+            v = (self.value_mix[0] * v + self.value_mix[1] * first_values).to(v.dtype)
         return q, k, v
 
     def merge_heads(self, y: torch.Tensor) -> torch.Tensor:
         batch, _, length, _ = y.shape
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, -1)))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int | torch.Tensor = 0) -> torch.Tensor:
-        """Causal attention over x; with a cache, a prefill (offset 0) or a one-token step at each row's `offset` [B]."""
-        q, k, v = self.split_heads(x, offset)
-        causal, mask = True, None
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int | torch.Tensor = 0,
+                first_values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal attention over x; with a cache, a prefill (offset 0) or a one-token step at each row's `offset` [B].
+
+        Returns the output and the values it attended with (the first layer's feed `first_values`).
+        """
+        q, k, v = self.split_heads(x, offset, first_values)
+        values, causal, mask = v, True, None
         if cache is not None:
             k, v, mask = cache.update(k, v, offset)
             causal = isinstance(offset, int) and offset == 0  # a step's query attends to its row's cached past
         y = attend(q, k, v, causal, self.dropout if self.training else 0.0, mask)
-        return self.merge_heads(y.type_as(x))  # from attend's float32 back to x's dtype (bfloat16 weights)
+        return self.merge_heads(y.type_as(x)), values  # from attend's float32 back to x's dtype (bfloat16 weights)
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: GELU (4× wide) or SwiGLU (≈8/3× wide, same parameter count)."""
+    """Position-wise feed-forward: GELU or ReLU² (4× wide), or SwiGLU (≈8/3× wide, same parameter count).
+
+    ReLU² (relu(x)², So et al. 2021, the speedrun's MLP) is sparse like ReLU and smooth near zero
+    like GELU, and is two cheap kernels where GELU's erf is one expensive one.
+    """
 
     def __init__(self, config: AttentionFields):
         super().__init__()
         dim = config.dim
         self.kind = config.mlp
-        hidden = 4 * dim if self.kind == "gelu" else 32 * -(-8 * dim // 3 // 32)
+        hidden = 32 * -(-8 * dim // 3 // 32) if self.kind == "swiglu" else 4 * dim
         self.up = nn.Linear(dim, hidden * (2 if self.kind == "swiglu" else 1), bias=False)
         self.down = nn.Linear(hidden, dim, bias=False)
         self.dropout = nn.Dropout(config.dropout)
@@ -216,21 +241,39 @@ class MLP(nn.Module):
         if self.kind == "swiglu":
             gate, value = h.chunk(2, dim=-1)
             h = F.silu(gate) * value
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
         else:
             h = F.gelu(h)
         return self.dropout(self.down(h))
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm residual block: x + attention(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm residual block: x + attention(norm(x)), then x + mlp(norm(x)).
 
-    def __init__(self, config: AttentionFields):
+    `mixes_values`: this block's attention mixes in the first attention layer's values (see
+    CausalSelfAttention); `forward` returns the values it used, for the blocks after it.
+    """
+
+    def __init__(self, config: AttentionFields, mixes_values: bool = False):
         super().__init__()
         self.attn_norm = make_norm(config.norm, config.dim)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, mixes_values)
         self.mlp_norm = make_norm(config.norm, config.dim)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int | torch.Tensor = 0) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cache, offset)
-        return x + self.mlp(self.mlp_norm(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, offset: int | torch.Tensor = 0,
+                first_values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        attended, values = self.attn(self.attn_norm(x), cache, offset, first_values)
+        x = x + attended
+        return x + self.mlp(self.mlp_norm(x)), values
+
+    def zero_outputs(self) -> None:
+        """Both residual branches start as the identity (`zero_init`): the output projections are zero."""
+        nn.init.zeros_(self.attn.proj.weight)
+        nn.init.zeros_(self.mlp.down.weight)
+
+
+def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap·tanh(logits / cap) in float32 (`softcap`, Gemma 2 and the speedrun): no logit grows past ±cap."""
+    return cap * torch.tanh(logits.float() / cap) if cap else logits

@@ -1,8 +1,13 @@
 """Decoder-only transformer in the GPT mould, with the modern defaults small models benefit from.
 
 Pre-norm blocks (RMSNorm, LayerNorm selectable), rotary positions (learned absolute selectable),
-attention through `scaled_dot_product_attention` with the causal flag, a SwiGLU or GELU MLP, tied
-input/output embeddings and GPT-2 initialisation (residual projections scaled by 1/sqrt(2·layers)).
+attention through `scaled_dot_product_attention` with the causal flag, a SwiGLU, GELU or ReLU² MLP,
+tied input/output embeddings and GPT-2 initialisation (residual projections scaled by 1/sqrt(2·layers)).
+
+The modded-nanogpt speedrun's architecture changes are options (AttentionFields: `qk_norm`,
+`zero_init`, `value_residual`, `softcap`; here `tie_embeddings` and `unet`): U-net skips add the
+output of block i of the first half, times a learnt weight (from 1), to the input of block n-1-i
+of the second half, so late blocks see early features directly.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from torch import nn
 
 from ..config import option
 from .base import BaseConfig, LanguageModel
-from .layers import AttentionFields, KVCache, TransformerBlock, make_norm
+from .layers import AttentionFields, KVCache, TransformerBlock, make_norm, soft_cap
 from .processors import TokenInput
 from .registry import register_model
 
@@ -26,6 +31,7 @@ class TransformerConfig(AttentionFields, BaseConfig):
     n_layer: int = option(4, min=1)
     n_embd: int = option(128, min=1)
     tie_embeddings: bool = True
+    unet: bool = False
 
     dim_field = "n_embd"
 
@@ -50,10 +56,15 @@ class Transformer(LanguageModel):
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
         self.input = TokenInput(config, config.n_embd, config.dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(TransformerBlock(config, mixes_values=config.value_residual and i > 0)
+                                    for i in range(config.n_layer))
+        self.skip_weights = nn.Parameter(torch.ones(config.n_layer // 2)) if config.unet else None
         self.norm = make_norm(config.norm, config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         init_gpt_style(self, config.n_layer)
+        if config.zero_init:
+            for block in self.blocks:
+                block.zero_outputs()
         if config.tie_embeddings:
             self.head.weight = self.input.embed.weight
 
@@ -62,21 +73,30 @@ class Transformer(LanguageModel):
         cfg = self.config
         return 6.0 * self.num_params() + 12.0 * cfg.n_layer * cfg.n_embd * cfg.context
 
+    def _blocks(self, x: torch.Tensor, caches: dict | None = None, offset: int | torch.Tensor = 0) -> torch.Tensor:
+        """The blocks in order, with the first layer's values and the U-net skips passed along."""
+        first_values, skips = None, []
+        decoder_start = len(self.blocks) - len(self.skip_weights) if self.skip_weights is not None else len(self.blocks)
+        for i, block in enumerate(self.blocks):
+            if i >= decoder_start:
+                x = x + self.skip_weights[i - decoder_start] * skips.pop()
+            x, values = block(x, None if caches is None else caches[f"attn{i}"], offset, first_values)
+            first_values = values if first_values is None else first_values
+            if self.skip_weights is not None and i < len(self.skip_weights):
+                skips.append(x)
+        return x
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return soft_cap(self.head(self.norm(x)), self.config.softcap)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.input(tokens)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x))
+        return self._logits(self._blocks(self.input(tokens)))
 
     def _prefill(self, tokens: torch.Tensor, state) -> torch.Tensor:
         x = self.input(tokens, state)
-        for i, block in enumerate(self.blocks):
+        for i in range(len(self.blocks)):
             state.caches[f"attn{i}"] = KVCache(self.config.context)
-            x = block(x, state.caches[f"attn{i}"], 0)
-        return self.head(self.norm(x[:, -1]))
+        return self._logits(self._blocks(x, state.caches, 0)[:, -1])
 
     def _step(self, tokens: torch.Tensor, state) -> torch.Tensor:
-        x = self.input.step(tokens, state)
-        for i, block in enumerate(self.blocks):
-            x = block(x, state.caches[f"attn{i}"], state.pos)
-        return self.head(self.norm(x[:, -1]))
+        return self._logits(self._blocks(self.input.step(tokens, state), state.caches, state.pos)[:, -1])
