@@ -388,15 +388,20 @@ def cmd_bench_suite(argv: list[str]) -> int:
     from .data.cache import read_corpus
     from .models.registry import model_names
 
-    parser = Parser(prog="pico-llm bench", description="Train every encoder at a matched size and budget; "
-                                     "`pico-llm bench generate|train --help` for single-model timings.")
-    parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    parser = Parser(prog="pico-llm bench", description="Train every encoder at a matched size and budget (quick, "
+                    "standard), or every option on and off over seeds (ablation); "
+                    "`pico-llm bench generate|train --help` for single-model timings.")
+    parser.add_argument("--suite", choices=[*sorted(SUITES), "ablation"], default="quick")
     parser.add_argument("--data", default="data/sample_text.txt")
-    parser.add_argument("--time-budget", type=float, default=None, help="seconds of training per model")
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds of training per model (ablation: 120)")
     parser.add_argument("--params", type=int, default=None, help="parameter budget per model (default 1M)")
     parser.add_argument("--models", default=None, help="comma-separated subset (default: every registered encoder)")
+    parser.add_argument("--arms", default=None, help="ablation: comma-separated arms (transformer:muon) or models")
+    parser.add_argument("--seeds", type=int, default=3, help="ablation: runs per arm (default 3)")
     parser.add_argument("--out", default=None, help="folder for results.json, results.md and plots")
     args = parser.parse_args(argv)
+    if args.suite == "ablation":
+        return _bench_ablation(args)
     suite = SUITES[args.suite]
     overrides = {k: v for k, v in (("time_budget", args.time_budget), ("params", args.params)) if v is not None}
     if any(v <= 0 for v in overrides.values()):
@@ -409,6 +414,22 @@ def cmd_bench_suite(argv: list[str]) -> int:
     read_corpus(args.data)  # fail fast, before any model trains
     out = args.out or f"experiments/results/bench-{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_suite(suite, args.data, models, out)
+    print(Path(out, "results.md").read_text())
+    print(f"results: {out}")
+    return 0
+
+
+def _bench_ablation(args: argparse.Namespace) -> int:
+    from .bench.ablation import run_ablation, select_arms
+    from .data.cache import read_corpus
+
+    budget = args.time_budget or 120.0
+    if budget <= 0 or args.seeds < 1:
+        raise PicoError("--time-budget and --seeds must be positive")
+    arms = select_arms(args.arms)
+    read_corpus(args.data)  # fail fast, before any arm trains
+    out = args.out or f"experiments/results/bench-ablation-{budget:.0f}s-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_ablation(arms, args.data, budget, args.seeds, out)
     print(Path(out, "results.md").read_text())
     print(f"results: {out}")
     return 0
@@ -462,7 +483,7 @@ def cmd_bench(argv: list[str]) -> int:
     model = _bench_model(args, extra)
     if args.what == "generate":
         params = model.num_params()  # before quantization turns weights into buffers
-        result = bench_generate(quantize(model, args.quantize), args.prompt_tokens, args.new_tokens, args.repeats)
+        result = bench_generate(quantize(model, args.quantize), args.prompt_tokens, args.new_tokens, args.repeats, bound=True)
         result.update(params=params, quantize=args.quantize)
     else:
         config = TrainConfig(model=model.name, batch_size=args.batch_size, device=args.device, dtype=args.dtype)

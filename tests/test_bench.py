@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from pico_llm.bench.ablation import Arm, run_ablation, select_arms, verdicts
 from pico_llm.bench.probes import (
     IGNORE,
     SEPARATOR,
@@ -14,12 +15,20 @@ from pico_llm.bench.probes import (
     copying,
     probe_accuracy,
 )
+from pico_llm.bench.generation import weight_bytes
 from pico_llm.bench.sizing import count_params, match_params
 from pico_llm.bench.suite import Suite, run_suite
 from pico_llm.cli import main
 from pico_llm.models import BaseConfig, build_model, model_names
 
 from .conftest import REPO
+
+
+def test_weight_bytes_count_what_a_decoding_step_reads():
+    tied = build_model("transformer", vocab_size=100, context=16, n_layer=1, n_embd=32, n_head=2)
+    untied = build_model("transformer", vocab_size=100, context=16, n_layer=1, n_embd=32, n_head=2, tie_embeddings=False)
+    assert weight_bytes(tied) == 4 * tied.num_params() + tied.blocks[0].attn.rotary.rotations.numel() * 4
+    assert weight_bytes(untied) == weight_bytes(tied)  # the untied head is read, its separate embedding is a row
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -33,6 +42,8 @@ def test_bench_generate_and_train_print_json(capsys):
                  "--prompt-tokens", "4", "--new-tokens", "20", "--context", "32"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["tokens_per_second"] > 0 and result["params"] > 0 and result["ms_per_token"] > 0
+    assert result["read_gb_per_second"] > 0 and result["share_of_bound"] > 0
+    assert result["weight_mb"] == pytest.approx(weight_bytes(build_model("kgram_cnn", width=16, n_layers=2, context=32)) / 1e6, abs=0.01)
     assert main(["bench", "train", "--model", "transformer", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
                  "--context", "32", "--batch-size", "4", "--steps", "3", "--dtype", "float32"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -101,3 +112,26 @@ def test_tiny_suite_writes_its_reports(tmp_path):
         assert abs(r["params"] - 200_000) <= 20_000
         assert r["train_tokens_per_second"] > 0 and r["generate_tokens_per_second"] > 0 and r["peak_rss_mb"] > 0
         assert 0 < r["mfu"] < 1 and r["curve"]
+
+
+def test_an_option_wins_only_by_more_than_the_spread():
+    def row(arm, median, spread):
+        return {"model": "m", "arm": arm, "median": median, "spread": spread}
+
+    rows = verdicts([row("baseline", 2.50, 0.02), row("clear", 2.40, 0.03), row("within", 2.49, 0.005),
+                     row("noisy", 2.45, 0.08), row("worse", 2.60, 0.01)])
+    assert [(r["arm"], r["wins"]) for r in rows] == [("baseline", False), ("clear", True), ("within", False),
+                                                     ("noisy", False), ("worse", False)]
+    assert rows[1]["delta"] == pytest.approx(-0.10)
+
+
+def test_tiny_ablation_writes_its_reports(tmp_path):
+    arms = [Arm("kgram_mlp", "baseline", fields={"hidden": 32}), Arm("kgram_mlp", "muon", {"optimizer": "muon"}, {"hidden": 32})]
+    rows = run_ablation(arms, str(REPO / "data" / "sample_text.txt"), budget=0.5, seeds=2, out=tmp_path)
+    assert [r["arm"] for r in rows] == ["baseline", "muon"]
+    for r in rows:
+        assert len(r["runs"]) == 2 and r["spread"] >= 0 and r["tokens_per_second"] > 0
+    table = (tmp_path / "results.md").read_text()
+    assert "| kgram_mlp | muon |" in table and (tmp_path / "ablation.png").is_file()
+    assert json.loads((tmp_path / "results.json").read_text())["seeds"] == 2
+    assert select_arms("transformer:muon,kgram_cnn")[0].label == "transformer:muon"
