@@ -4,6 +4,7 @@ included, one run folder only), and mixed precision on CUDA where there is a GPU
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 
@@ -14,6 +15,8 @@ from pico_llm import TrainConfig, Trainer, build_model, load_corpus
 from pico_llm.cli import main
 from pico_llm.models.registry import model_class
 from pico_llm.training.checkpoint import load_checkpoint
+
+from . import ddp_worker
 
 
 def trained_params(text_file, batch_size: int, grad_accum: int, **overrides) -> dict:
@@ -55,6 +58,24 @@ def torchrun(cwd, *args):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-4000:]
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_every_encoder_trains_under_ddp_as_in_one_process(text_file, tmp_path):
+    """Two gloo processes of batch 4 end where one process of batch 8 does, for every registered encoder, with
+    Muon and AdamW chained (each process orthogonalises the same averaged gradients)."""
+    out = tmp_path / "ddp.pt"
+    torch.multiprocessing.spawn(ddp_worker.train_every_model, args=(2, free_port(), str(text_file), str(out), "muon"),
+                                nprocs=2)
+    distributed = torch.load(out, weights_only=True)
+    assert {"kgram_mlp", "kgram_cnn", "transformer", "lstm", "cnn_attention", "cnn_mlp", "mamba", "gla"} <= set(distributed)
+    for name, weights in distributed.items():
+        assert_same_params(weights, ddp_worker.train_a_few_steps(name, str(text_file), 8, "muon"))
 
 
 def test_two_gloo_processes_match_one_process_and_resume(text_file, tmp_path):
