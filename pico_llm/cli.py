@@ -398,6 +398,8 @@ def cmd_bench_suite(argv: list[str]) -> int:
     parser.add_argument("--models", default=None, help="comma-separated subset (default: every registered encoder)")
     parser.add_argument("--arms", default=None, help="ablation: comma-separated arms (transformer:muon) or models")
     parser.add_argument("--seeds", type=int, default=3, help="ablation: runs per arm (default 3)")
+    parser.add_argument("--dtype", default="auto", help="ablation: the autocast dtype of every run (auto measures "
+                        "per run on a CPU with bfloat16, so a fixed one compares arms at equal speed)")
     parser.add_argument("--out", default=None, help="folder for results.json, results.md and plots")
     args = parser.parse_args(argv)
     if args.suite == "ablation":
@@ -429,7 +431,7 @@ def _bench_ablation(args: argparse.Namespace) -> int:
     arms = select_arms(args.arms)
     read_corpus(args.data)  # fail fast, before any arm trains
     out = args.out or f"experiments/results/bench-ablation-{budget:.0f}s-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_ablation(arms, args.data, budget, args.seeds, out)
+    run_ablation(arms, args.data, budget, args.seeds, out, dtype=args.dtype)
     print(Path(out, "results.md").read_text())
     print(f"results: {out}")
     return 0

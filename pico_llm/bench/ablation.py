@@ -73,9 +73,9 @@ def select_arms(spec: str | None) -> list[Arm]:
     return chosen
 
 
-def train_arm(arm: Arm, data: str, budget: float, seed: int, out: str) -> dict:
+def train_arm(arm: Arm, data: str, budget: float, seed: int, out: str, dtype: str = "auto") -> dict:
     """One run of one arm (in a child process): the final val bits per byte and the training speed."""
-    flags = {"model": arm.model, "data": data, "tokenizer": "byte", "time_budget": budget, "seed": seed,
+    flags = {"model": arm.model, "data": data, "tokenizer": "byte", "time_budget": budget, "seed": seed, "dtype": dtype,
              "out": out, "max_steps": None, "epochs": None, "eval_every": 10**9, "sample_tokens": 0, **arm.train}
     config, fields = resolve(read_config_file(None), flags, arm.fields)
     trainer, _ = start_training(config, fields)
@@ -102,7 +102,7 @@ def verdicts(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def run_ablation(arms: list[Arm], data: str, budget: float, seeds: int, out: str | Path) -> list[dict]:
+def run_ablation(arms: list[Arm], data: str, budget: float, seeds: int, out: str | Path, dtype: str = "auto") -> list[dict]:
     """Train every arm `seeds` times (one run at a time), then write results.json, results.md and a plot."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,11 +114,11 @@ def run_ablation(arms: list[Arm], data: str, budget: float, seeds: int, out: str
             print(f"[ablation] {arm.label} seed {seed}: {budget:.0f}s", flush=True)
             run_dir = str(out / "runs" / f"{arm.model}-{arm.name}-seed{seed}")
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                runs.append(pool.submit(train_arm, arm, data, budget, seed, run_dir).result())
+                runs.append(pool.submit(train_arm, arm, data, budget, seed, run_dir, dtype).result())
         rows.append(summarize(arm, runs))
         print(f"[ablation] {arm.label}: median {rows[-1]['median']:.4f} bits/byte, spread {rows[-1]['spread']:.4f}", flush=True)
     rows = verdicts(rows)
-    report = {"data": data, "time_budget": budget, "seeds": seeds, "rows": rows}
+    report = {"data": data, "time_budget": budget, "seeds": seeds, "dtype": dtype, "rows": rows}
     write_json(out / "results.json", report)
     write_text(out / "results.md", markdown_table(report))
     plot_ablation(rows, out / "ablation.png")
@@ -126,7 +126,8 @@ def run_ablation(arms: list[Arm], data: str, budget: float, seeds: int, out: str
 
 
 def markdown_table(report: dict) -> str:
-    lines = [f"Ablation: {report['time_budget']:.0f} s per run, {report['seeds']} seeds, data {report['data']}, bytes.\n",
+    lines = [f"Ablation: {report['time_budget']:.0f} s per run, {report['seeds']} seeds, dtype {report['dtype']}, "
+             f"data {report['data']}, bytes.\n",
              "| model | arm | params | median val bits/byte | spread | Δ vs baseline | wins | train tok/s |",
              "|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
