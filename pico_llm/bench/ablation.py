@@ -11,15 +11,17 @@ pass before it changes.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import read_config_file, resolve
+from ..config import TRAIN_FIELDS, TrainConfig, read_config_file, resolve
 from ..errors import PicoError
 from ..files import write_json, write_text
+from ..models.registry import make_config
 from ..training.launch import start_training
 
 
@@ -60,16 +62,37 @@ ARMS = [
 ]
 
 
+def parse_arm(label: str) -> Arm:
+    """An arm written out: `model:field=value+field=value` (train or model fields; values as in JSON)."""
+    model, _, changes = label.partition(":")
+    train, fields = {}, {}
+    for change in changes.split("+"):
+        key, _, text = change.partition("=")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        (train if key in TRAIN_FIELDS else fields)[key] = value
+    TrainConfig(**train)  # refuse a bad arm before any arm trains
+    make_config(model, **fields)
+    return Arm(model, changes, train, fields)
+
+
 def select_arms(spec: str | None) -> list[Arm]:
-    """All arms, or those named in `spec`: comma-separated labels (transformer:muon) or model names."""
+    """All arms, or those in `spec`, comma-separated: labels (transformer:muon), model names, or arms written
+    out (kgram_cnn:dropout=0.1+optimizer=muon)."""
     if not spec:
         return ARMS
-    wanted = spec.split(",")
-    chosen = [arm for arm in ARMS if arm.label in wanted or arm.model in wanted]
+    chosen: list[Arm] = []
     known = {arm.label for arm in ARMS} | {arm.model for arm in ARMS}
-    unknown = sorted(set(wanted) - known)
-    if unknown:
-        raise PicoError(f"unknown ablation arm(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+    for wanted in spec.split(","):
+        if "=" in wanted:
+            chosen.append(parse_arm(wanted))
+        elif wanted in known:
+            chosen += [arm for arm in ARMS if wanted in (arm.label, arm.model)]
+        else:
+            raise PicoError(f"unknown ablation arm {wanted}; choose from {', '.join(sorted(known))}, "
+                            "or write one out as model:field=value+field=value")
     return chosen
 
 
