@@ -134,6 +134,6 @@ def test_tiny_ablation_writes_its_reports(tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert "| kgram_mlp | muon |" in table and (tmp_path / "ablation.png").is_file()
     assert json.loads((tmp_path / "results.json").read_text())["seeds"] == 2
-    arms = select_arms("transformer:muon,kgram_cnn,kgram_cnn:dropout=0.1+optimizer=muon+gated=false")
-    assert arms[0].label == "transformer:muon" and arms[1].label == "kgram_cnn:baseline"
+    arms = select_arms("transformer:adamw,kgram_cnn,kgram_cnn:dropout=0.1+optimizer=muon+gated=false")
+    assert arms[0].label == "transformer:adamw" and arms[1].label == "kgram_cnn:baseline"
     assert arms[-1].train == {"optimizer": "muon"} and arms[-1].fields == {"dropout": 0.1, "gated": False}

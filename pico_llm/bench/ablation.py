@@ -41,11 +41,10 @@ def _arms(model: str, options: dict[str, tuple[dict, dict]]) -> list[Arm]:
     return [Arm(model, "baseline")] + [Arm(model, name, train, fields) for name, (train, fields) in options.items()]
 
 
-MUON = ({"optimizer": "muon"}, {})
 WSD = ({"schedule": "wsd"}, {})
 ARMS = [
     *_arms("transformer", {
-        "muon": MUON, "wsd": WSD,
+        "adamw": ({"optimizer": "adamw"}, {}), "wsd": WSD,
         "qk_norm": ({}, {"qk_norm": True}),
         "relu2": ({}, {"mlp": "relu2"}),
         "untied": ({}, {"tie_embeddings": False}),
@@ -55,9 +54,10 @@ ARMS = [
         "unet": ({}, {"unet": True}),
     }),
     *_arms("kgram_cnn", {
-        "muon": MUON, "wsd": WSD,
-        "zero_init": ({}, {"zero_init": True}),
-        "relu2": ({}, {"gated": False, "activation": "relu2"}),
+        "muon": ({"optimizer": "muon"}, {}), "wsd": WSD,
+        "no_dropout": ({}, {"dropout": 0.0}),
+        "no_zero_init": ({}, {"zero_init": False}),
+        "relu2": ({}, {"gated": False, "activation": "relu2", "zero_init": False}),
     }),
 ]
 
@@ -79,7 +79,7 @@ def parse_arm(label: str) -> Arm:
 
 
 def select_arms(spec: str | None) -> list[Arm]:
-    """All arms, or those in `spec`, comma-separated: labels (transformer:muon), model names, or arms written
+    """All arms, or those in `spec`, comma-separated: labels (transformer:adamw), model names, or arms written
     out (kgram_cnn:dropout=0.1+optimizer=muon)."""
     if not spec:
         return ARMS
