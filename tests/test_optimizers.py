@@ -14,9 +14,9 @@ from pico_llm.training.optimizers import ChainedOptimizer, build_optimizer, hidd
 @pytest.mark.cpu_sensitive
 def test_muon_takes_the_same_steps_as_torch_muon():
     """With bfloat16 Newton–Schulz (torch's only choice), a constant momentum and weight decay, every update
-    equals torch.optim.Muon's bit for bit, for wide and tall matrices."""
+    equals torch.optim.Muon's bit for bit, for wide and tall matrices, alone or stacked with others of their shape."""
     torch.manual_seed(0)
-    weights = [torch.randn(24, 40), torch.randn(40, 24)]
+    weights = [torch.randn(24, 40), torch.randn(40, 24), torch.randn(24, 40), torch.randn(24, 40)]
     ours = [w.clone().requires_grad_() for w in weights]
     theirs = [w.clone().requires_grad_() for w in weights]
     our_muon = Muon(ours, lr=0.02, momentum=0.95, weight_decay=0.1, ns_dtype=torch.bfloat16)

@@ -8,18 +8,21 @@ embeddings, the output head, norms and biases stay with AdamW (`optimizers.build
 
 This computes exactly what `torch.optim.Muon` computes (same momentum, coefficients, learning-rate
 scaling by sqrt(max(1, rows / cols)) and decoupled weight decay; `tests/test_optimizers.py` checks
-the updates are identical), with two differences that small models on CPUs need:
+the updates are equal), with three differences that small models on CPUs need:
 
 - `ns_dtype`: torch's Newton–Schulz always runs in bfloat16, which a CPU without AVX512-BF16 only
   emulates (a 2048² bfloat16 matmul at 0.3 GFLOP/s against 89 in float32); here it runs in float32
   there, and in bfloat16 only where the hardware has it.
 - conv kernels [out, in, k] are orthogonalised as [out, in·k] matrices, so a CNN's hidden weights
-  get Muon too (torch's Muon accepts 2-D parameters only).
+  get Muon too (torch's Muon accepts 2-D parameters only);
+- weights of the same shape are orthogonalised together, as one stack of batched matmuls: a small
+  model's Newton–Schulz is dominated by per-kernel overhead, not arithmetic.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 import torch
 
@@ -28,18 +31,26 @@ EPS = 1e-7
 WARMUP_MOMENTUM = 0.85  # where `momentum_warmup` starts
 
 
-def orthogonalize(matrix: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    """≈ U·Vᵀ of matrix = U·S·Vᵀ (singular values end between about 0.5 and 1.5), in `dtype`."""
+def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """≈ U·Vᵀ of each matrix = U·S·Vᵀ in `matrices` ([rows, cols] or a stack [n, rows, cols]), in `dtype`.
+
+    Singular values end between about 0.5 and 1.5. A stack runs as batched matmuls: a model's
+    same-shaped weights (every layer's query projection, say) cost one kernel per product.
+    """
     a, b, c = COEFFICIENTS
-    x = matrix.to(dtype)
-    wide = x.shape[0] <= x.shape[1]
+    x = matrices.to(dtype)
+    stacked = x.dim() == 3
+    if not stacked:
+        x = x.unsqueeze(0)
+    wide = x.shape[-2] <= x.shape[-1]
     if not wide:
-        x = x.T
-    x = x / x.norm().clamp(min=EPS)  # spectral norm ≤ Frobenius norm ≤ 1: inside the iteration's basin
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=EPS)  # spectral ≤ Frobenius ≤ 1: inside the basin
     for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x if wide else x.T
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    x = x if wide else x.mT
+    return x if stacked else x[0]
 
 
 class Muon(torch.optim.Optimizer):
@@ -68,23 +79,30 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr = group["lr"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"], state["step"] = torch.zeros_like(param.grad), 0
-                momentum = self._momentum(group, state["step"])
-                state["step"] += 1
-                buffer = state["momentum_buffer"]
-                buffer.lerp_(param.grad, 1 - momentum)
-                update = param.grad.lerp(buffer, momentum) if group["nesterov"] else buffer
+            params = [param for param in group["params"] if param.grad is not None]
+            by_shape: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
+            for param in params:
+                update = self._momentum_update(group, param)
                 matrix = update.reshape(update.shape[0], -1)
-                direction = orthogonalize(matrix, group["ns_steps"], self.ns_dtype).reshape(param.shape)
-                param.mul_(1 - lr * group["weight_decay"])
-                param.add_(direction.to(param.dtype), alpha=-lr * math.sqrt(max(1.0, matrix.shape[0] / matrix.shape[1])))
+                by_shape[tuple(matrix.shape)].append((param, matrix))
+            for (rows, cols), members in by_shape.items():
+                directions = orthogonalize(torch.stack([matrix for _, matrix in members]), group["ns_steps"], self.ns_dtype)
+                scale = group["lr"] * math.sqrt(max(1.0, rows / cols))
+                for (param, _), direction in zip(members, directions):
+                    param.mul_(1 - group["lr"] * group["weight_decay"])
+                    param.add_(direction.reshape(param.shape).to(param.dtype), alpha=-scale)
         return loss
+
+    def _momentum_update(self, group: dict, param: torch.Tensor) -> torch.Tensor:
+        """The (Nesterov) momentum update of `param`, its buffer advanced by this step's gradient."""
+        state = self.state[param]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"], state["step"] = torch.zeros_like(param.grad), 0
+        momentum = self._momentum(group, state["step"])
+        state["step"] += 1
+        buffer = state["momentum_buffer"]
+        buffer.lerp_(param.grad, 1 - momentum)
+        return param.grad.lerp(buffer, momentum) if group["nesterov"] else buffer
 
     @staticmethod
     def _momentum(group: dict, step: int) -> float:
