@@ -22,7 +22,7 @@ run: setup
 # The tests, then the CPU-sensitive ones again as an AVX2-only CPU (no AVX-512, no native bfloat16)
 test: setup
 	$(BIN)/python -m pytest
-	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -m cpu_sensitive
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 $(BIN)/python -m pytest -m cpu_sensitive
 
 # The long fault probe: 100 kill -9 at random moments, each resumed and compared bit for bit
 fault-probe: setup
