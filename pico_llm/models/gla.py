@@ -26,6 +26,7 @@ from torch import nn
 from ..config import option
 from ..errors import PicoError
 from .base import BaseConfig, LanguageModel
+from .dropout import Dropout
 from .layers import MLP, MLPS, RMSNorm
 from .processors import TokenInput
 from .registry import register_model
@@ -137,7 +138,7 @@ class GLABlock(nn.Module):
         self.attn_norm, self.mlp_norm = RMSNorm(config.d_model), RMSNorm(config.d_model)
         self.attn = GatedLinearAttention(config)
         self.mlp = MLP(config)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, caches: dict | None = None, key: str = "") -> torch.Tensor:
         x = x + self.dropout(self.attn(self.attn_norm(x), caches, key))

@@ -19,6 +19,7 @@ from torch import nn
 from ..config import option
 from ..errors import PicoError
 from .base import BaseConfig, LanguageModel
+from .dropout import Dropout
 from .processors import TokenInput, tail
 from .registry import register_model
 
@@ -106,7 +107,7 @@ class ConvBlock(nn.Module):
         self.span = (max(config.kernel_sizes) - 1) * dilation + 1
         if config.aggregation == "attention" and len(self.branches) > 1:
             self.branch_query = nn.Parameter(torch.zeros(config.width))
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def aggregate(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         if len(outputs) == 1:

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..config import option
 from .base import BaseConfig, LanguageModel
+from .dropout import Dropout
 from .processors import TokenInput, kgram_window, tail
 from .registry import register_model
 
@@ -54,7 +55,7 @@ class KgramHead(nn.Module):
             layers.append(nn.Linear(width, config.hidden))
             if config.head_layer_norm:
                 layers.append(nn.LayerNorm(config.hidden))
-            layers += [nn.GELU(), nn.Dropout(config.dropout)]
+            layers += [nn.GELU(), Dropout(config.dropout)]
             width = config.hidden
         self.mlp = nn.Sequential(*layers)
         self.head = nn.Linear(width, config.vocab_size)

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..config import option
 from ..errors import PicoError
+from .dropout import Dropout, keep_mask
 
 NORMS = ("rmsnorm", "layernorm")
 MLPS = ("gelu", "swiglu", "relu2")
@@ -157,13 +158,18 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, drop
 
     PyTorch's CPU flash-attention backward is 5x slower in bfloat16 than in float32 (13.8 against
     2.7 ms per baby-GPT step, BENCHMARKS.md), which cancelled what bfloat16 matmuls gain. With
-    attention (and rotary) in float32, autocast keeps the projections in bfloat16.
+    attention (and rotary) in float32, autocast keeps the projections in bfloat16. Dropout on the
+    attention probabilities uses `dropout.keep_mask`.
     """
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout)
     with torch.autocast("cpu", enabled=False):
-        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, is_causal=causal,
-                                              dropout_p=dropout)
+        q, k, v = q.float(), k.float(), v.float()
+        if dropout == 0.0:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        # with dropout PyTorch's CPU attention takes this math path anyway; ours gives it a mask drawn fast
+        keep, dropped = keep_mask((*q.shape[:-1], k.shape[-2]), dropout)
+        return torch.ops.aten._scaled_dot_product_attention_math(q, k, v, mask, dropped, causal, dropout_mask=keep)[0]
 
 
 class CausalSelfAttention(nn.Module):
@@ -184,7 +190,7 @@ class CausalSelfAttention(nn.Module):
         self.qk_norm = config.qk_norm
         self.value_mix = nn.Parameter(torch.tensor([0.5, 0.5])) if mixes_values else None
         self.dropout = config.dropout
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
 
     def split_heads(self, x: torch.Tensor, offset: int | torch.Tensor = 0,
                     first_values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -234,7 +240,7 @@ class MLP(nn.Module):
         hidden = 32 * -(-8 * dim // 3 // 32) if self.kind == "swiglu" else 4 * dim
         self.up = nn.Linear(dim, hidden * (2 if self.kind == "swiglu" else 1), bias=False)
         self.down = nn.Linear(hidden, dim, bias=False)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)

@@ -26,6 +26,7 @@ from torch import nn
 from ..config import option
 from ..errors import PicoError
 from .base import BaseConfig, LanguageModel
+from .dropout import Dropout
 from .layers import RMSNorm
 from .processors import TokenInput, tail
 from .registry import register_model
@@ -163,7 +164,7 @@ class Mamba(LanguageModel):
         self.input = TokenInput(config, config.d_model, config.dropout)
         self.norms = nn.ModuleList(RMSNorm(config.d_model) for _ in range(config.n_layers))
         self.mixers = nn.ModuleList(MambaMixer(config) for _ in range(config.n_layers))
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.norm = RMSNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         nn.init.normal_(self.input.embed.weight, std=0.02)

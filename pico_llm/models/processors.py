@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout
+
 
 class PositionalEmbedding(nn.Module):
     """Absolute position information added to token embeddings: none, learned or sinusoidal."""
@@ -55,7 +57,7 @@ class TokenInput(nn.Module):
         self.stack = config.stack
         self.stack_proj = nn.Linear(config.stack * dim, dim) if config.stack > 1 else None
         self.position = PositionalEmbedding(config.pos_embedding, config.context, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor, state=None) -> torch.Tensor:
         """Embed a whole sequence from position 0; with a decode `state`, also fill its stack buffer."""
