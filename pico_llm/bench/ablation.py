@@ -55,9 +55,10 @@ ARMS = [
     }),
     *_arms("kgram_cnn", {
         "muon": ({"optimizer": "muon"}, {}), "wsd": WSD,
-        "no_dropout": ({}, {"dropout": 0.0}),
-        "no_zero_init": ({}, {"zero_init": False}),
-        "relu2": ({}, {"gated": False, "activation": "relu2", "zero_init": False}),
+        "dropout": ({}, {"dropout": 0.1}),
+        "zero_init": ({}, {"zero_init": True}),
+        "dropout+zero_init": ({}, {"dropout": 0.1, "zero_init": True}),
+        "relu2": ({}, {"gated": False, "activation": "relu2"}),
     }),
 ]
 
