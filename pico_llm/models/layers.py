@@ -167,9 +167,20 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, drop
         q, k, v = q.float(), k.float(), v.float()
         if dropout == 0.0:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-        # with dropout PyTorch's CPU attention takes this math path anyway; ours gives it a mask drawn fast
-        keep, dropped = keep_mask((*q.shape[:-1], k.shape[-2]), dropout)
-        return torch.ops.aten._scaled_dot_product_attention_math(q, k, v, mask, dropped, causal, dropout_mask=keep)[0]
+        return _attend_with_dropout(q, k, v, causal, dropout, mask)
+
+
+def _attend_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, dropout: float,
+                         mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention with dropout on its probabilities, as PyTorch's CPU math path computes it (the only CPU path
+    with dropout), with the mask drawn by `keep_mask`."""
+    scores = (q @ k.mT) * q.shape[-1] ** -0.5
+    if causal:
+        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    keep, dropped = keep_mask(scores.shape, dropout)
+    return (torch.where(keep, scores.softmax(dim=-1), 0.0) @ v) * (1.0 / (1.0 - dropped))
 
 
 class CausalSelfAttention(nn.Module):
