@@ -2,26 +2,23 @@
 
 Decoding one token is a matrix-vector product per layer: the time goes into reading weights from
 memory, not into arithmetic. Storing Linear weights as int8 with one scale per output channel reads
-4× fewer bytes than float32; PyTorch's `_weight_int8pack_mm` kernel multiplies the activations by
-them directly: in bfloat16 where the hardware has it, else in float32 (a CPU that emulates bfloat16,
-such as an AVX2-only one, would spend more on the conversions and emulated arithmetic than it saves). Logits change slightly (per-channel rounding), so this is an opt-in for inference.
+4× fewer bytes than float32; PyTorch's `_weight_int8pack_mm` kernel multiplies bfloat16 activations
+by them directly. Bfloat16 activations on every CPU, even one that emulates bfloat16 arithmetic:
+the kernel is 2.5-3.3x slower with float32 ones, on AVX-512 and AVX2 alike (BENCHMARKS.md). Logits change slightly (per-channel rounding), so this is an opt-in for inference.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 from torch import nn
 
 from ..errors import PicoError
-from ..training.runtime import native_bf16
 
 QUANTIZATIONS = ("none", "int8")
 
 
 class Int8Linear(nn.Module):
-    """A Linear layer with int8 weights and a per-output-channel scale (stored in bfloat16).
+    """A Linear layer with int8 weights, a per-output-channel scale and bfloat16 arithmetic.
 
     Built empty (the layout a saved int8 model loads into) or from a float Linear (`from_linear`).
     """
@@ -44,17 +41,10 @@ class Int8Linear(nn.Module):
         return layer.to(linear.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape, dtype = x.shape, activation_dtype(x.device.type)
-        scales = self.scales.to(dtype)
-        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(dtype), self.weight, scales)
+        shape = x.shape
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight, self.scales)
         y = y.reshape(*shape[:-1], -1).to(x.dtype)
         return y if self.bias is None else y + self.bias
-
-
-@functools.cache
-def activation_dtype(device_type: str) -> torch.dtype:
-    """bfloat16 where `device_type` computes it natively, else float32."""
-    return torch.bfloat16 if native_bf16(torch.device(device_type)) else torch.float32
 
 
 def quantize(model: nn.Module, kind: str = "int8") -> nn.Module:
