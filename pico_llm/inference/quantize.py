@@ -4,7 +4,8 @@ Decoding one token is a matrix-vector product per layer: the time goes into read
 memory, not into arithmetic. Storing Linear weights as int8 with one scale per output channel reads
 4× fewer bytes than float32; PyTorch's `_weight_int8pack_mm` kernel multiplies bfloat16 activations
 by them directly. Bfloat16 activations on every CPU, even one that emulates bfloat16 arithmetic:
-the kernel is 2.5-3.3x slower with float32 ones, on AVX-512 and AVX2 alike (BENCHMARKS.md). Logits change slightly (per-channel rounding), so this is an opt-in for inference.
+the kernel is 2.5-3.3x slower with float32 ones, on AVX-512 and AVX2 alike (BENCHMARKS.md).
+Logits change slightly (per-channel rounding), so this is an opt-in for inference.
 """
 
 from __future__ import annotations
