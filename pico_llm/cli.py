@@ -396,7 +396,7 @@ def cmd_bench_suite(argv: list[str]) -> int:
     parser.add_argument("--time-budget", type=float, default=None, help="seconds of training per model (ablation: 120)")
     parser.add_argument("--params", type=int, default=None, help="parameter budget per model (default 1M)")
     parser.add_argument("--models", default=None, help="comma-separated subset (default: every registered encoder)")
-    parser.add_argument("--arms", default=None, help="ablation: comma-separated arms (transformer:muon), models, or "
+    parser.add_argument("--arms", default=None, help="ablation: comma-separated arms (transformer:adamw), models, or "
                         "arms written out (kgram_cnn:dropout=0.1+optimizer=muon)")
     parser.add_argument("--seeds", type=int, default=3, help="ablation: runs per arm (default 3)")
     parser.add_argument("--dtype", default="auto", help="ablation: the autocast dtype of every run (auto measures "

@@ -118,4 +118,3 @@ def test_int8_weights_keep_logits_close(name):
     assert isinstance(generate(quantized, "ab", 10, seed=0), str)
     with pytest.raises(PicoError, match="`quantize` must be one of none, int8"):
         quantize(net, "int4")
-

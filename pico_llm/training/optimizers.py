@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from .muon import Muon
-from .runtime import native_bf16
+from .runtime import cpu_has_bf16, cuda_has_bf16
 
 
 class ChainedOptimizer:
@@ -57,7 +57,8 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
 
 def newton_schulz_dtype(device: torch.device) -> torch.dtype:
     """bfloat16 where the hardware computes it natively, else float32 (an emulated bfloat16 is 300x slower)."""
-    return torch.bfloat16 if native_bf16(device) else torch.float32
+    native = (device.type == "cuda" and cuda_has_bf16()) or (device.type == "cpu" and cpu_has_bf16())
+    return torch.bfloat16 if native else torch.float32
 
 
 def adamw(groups: list[dict], lr: float, beta2: float) -> torch.optim.AdamW:

@@ -16,7 +16,7 @@ import platform
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -46,7 +46,6 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-@cache
 def cpu_has_bf16() -> bool:
     """True when the CPU does bfloat16 arithmetic natively and PyTorch is allowed to use it."""
     if cpu_capability() != "AVX512":
@@ -61,11 +60,6 @@ def cpu_has_bf16() -> bool:
 def cuda_has_bf16() -> bool:
     """True on GPUs with native bfloat16 (Ampere on); PyTorch's default check also counts slow emulation."""
     return torch.cuda.is_bf16_supported(including_emulation=False)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """True where `device` computes bfloat16 natively; an emulated one (AVX2 CPUs) is about 300x slower."""
-    return (device.type == "cuda" and cuda_has_bf16()) or (device.type == "cpu" and cpu_has_bf16())
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
