@@ -108,6 +108,7 @@ class TrainConfig:
     muon_momentum: float = option(0.95, min=0.0, below=1.0)
     muon_momentum_warmup: int = option(300, min=0)
     muon_weight_decay: float = option(0.0, min=0.0, max=10.0)
+    muon_ns_steps: int = option(5, min=1, max=20)
     schedule: str = option("cosine", choices=SCHEDULES)
     cooldown: float = option(0.4, above=0.0, max=1.0)
     min_lr_ratio: float = option(0.1, min=0.0, max=1.0)

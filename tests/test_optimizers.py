@@ -12,15 +12,17 @@ from pico_llm.training.optimizers import ChainedOptimizer, build_optimizer, hidd
 
 
 @pytest.mark.cpu_sensitive
-def test_muon_takes_the_same_steps_as_torch_muon():
+@pytest.mark.parametrize("ns_steps", [5, 3])
+def test_muon_takes_the_same_steps_as_torch_muon(ns_steps):
     """With bfloat16 Newton–Schulz (torch's only choice), a constant momentum and weight decay, every update
-    equals torch.optim.Muon's bit for bit, for wide and tall matrices, alone or stacked with others of their shape."""
+    equals torch.optim.Muon's bit for bit, for wide and tall matrices, alone or stacked with others of their shape,
+    at the default five Newton–Schulz iterations and at fewer."""
     torch.manual_seed(0)
     weights = [torch.randn(24, 40), torch.randn(40, 24), torch.randn(24, 40), torch.randn(24, 40)]
     ours = [w.clone().requires_grad_() for w in weights]
     theirs = [w.clone().requires_grad_() for w in weights]
-    our_muon = Muon(ours, lr=0.02, momentum=0.95, weight_decay=0.1, ns_dtype=torch.bfloat16)
-    torch_muon = torch.optim.Muon(theirs, lr=0.02, momentum=0.95, weight_decay=0.1)
+    our_muon = Muon(ours, lr=0.02, momentum=0.95, weight_decay=0.1, ns_steps=ns_steps, ns_dtype=torch.bfloat16)
+    torch_muon = torch.optim.Muon(theirs, lr=0.02, momentum=0.95, weight_decay=0.1, ns_steps=ns_steps)
     for _ in range(4):
         grads = [torch.randn_like(w) for w in weights]
         for params, optimizer in ((ours, our_muon), (theirs, torch_muon)):
@@ -73,9 +75,10 @@ def test_hidden_matrices_leave_embeddings_head_norms_and_biases_to_adamw():
 def test_every_encoder_learns_with_muon(name):
     torch.manual_seed(0)
     model = build_model(name, vocab_size=16, context=24, **model_class(name).debug)
-    config = TrainConfig(model=name, optimizer="muon", muon_lr=0.02, lr=3e-3, dtype="float32", device="cpu")
+    config = TrainConfig(model=name, optimizer="muon", muon_lr=0.02, muon_ns_steps=4, lr=3e-3, dtype="float32", device="cpu")
     optimizer = build_optimizer(model, config, torch.device("cpu"))
     assert isinstance(optimizer, ChainedOptimizer) == bool(hidden_matrices(model))  # an LSTM's weights are not Linear
+    assert all(group["ns_steps"] == 4 for group in optimizer.param_groups if "ns_steps" in group)
     every = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert every == {id(p) for p in model.parameters()}  # each weight in exactly one of the two
     assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))

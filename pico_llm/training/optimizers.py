@@ -80,5 +80,6 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
     if not muon_params:
         return fallback
     muon = Muon(muon_params, lr=config.muon_lr, momentum=config.muon_momentum, weight_decay=config.muon_weight_decay,
-                momentum_warmup=config.muon_momentum_warmup, ns_dtype=newton_schulz_dtype(device))
+                momentum_warmup=config.muon_momentum_warmup, ns_steps=config.muon_ns_steps,
+                ns_dtype=newton_schulz_dtype(device))
     return ChainedOptimizer(muon, fallback)
