@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from pico_llm import TrainConfig, Trainer, build_model, load_corpus
 from pico_llm.models import model_class, model_names
-from pico_llm.training.muon import Muon, orthogonalize
+from pico_llm.training.muon import Muon, newton_schulz, newton_schulz_on_gram, orthogonalize
 from pico_llm.training.optimizers import ChainedOptimizer, build_optimizer, hidden_matrices
 
 
@@ -31,6 +31,20 @@ def test_muon_takes_the_same_steps_as_torch_muon(ns_steps):
             optimizer.step()
         for mine, reference in zip(ours, theirs):
             assert torch.equal(mine, reference)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 32), (2, 16, 88)])
+def test_newton_schulz_on_the_gram_matrix_is_the_same_polynomial(shape):
+    """In float64 the Gram form (r×r products only) gives the direct iteration's result to 1e-10, on a
+    gradient-like spectrum spanning three decades; in float32 it stays within 1e-3 of it."""
+    torch.manual_seed(0)
+    u, _, v = torch.linalg.svd(torch.randn(shape, dtype=torch.float64), full_matrices=False)
+    x = u @ torch.diag_embed(torch.logspace(0, -3, shape[1], dtype=torch.float64).expand(shape[0], -1)) @ v
+    x = x / x.norm(dim=(-2, -1), keepdim=True)
+    direct = newton_schulz(x, 5)
+    assert torch.allclose(newton_schulz_on_gram(x, 5), direct, rtol=0, atol=1e-10)
+    error = (newton_schulz_on_gram(x.float(), 5).double() - direct).norm() / direct.norm()
+    assert error < 1e-3
 
 
 @pytest.mark.cpu_sensitive

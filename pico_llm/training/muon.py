@@ -12,7 +12,9 @@ the updates are equal), with three differences that small models on CPUs need:
 
 - `ns_dtype`: torch's Newton–Schulz always runs in bfloat16, which a CPU without AVX512-BF16 only
   emulates (a 2048² bfloat16 matmul at 0.3 GFLOP/s against 89 in float32); here it runs in float32
-  there, and in bfloat16 only where the hardware has it.
+  there, and in bfloat16 only where the hardware has it. In float32, a matrix at least twice as
+  long as it is wide iterates on its small Gram matrix (`newton_schulz_on_gram`): the same
+  polynomial in fewer FLOPs.
 - conv kernels [out, in, k] are orthogonalised as [out, in·k] matrices, so a CNN's hidden weights
   get Muon too (torch's Muon accepts 2-D parameters only);
 - weights of the same shape are orthogonalised together, as one stack of batched matmuls: a small
@@ -29,6 +31,7 @@ import torch
 COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic: the steepest slope at zero that still converges
 EPS = 1e-7
 WARMUP_MOMENTUM = 0.85  # where `momentum_warmup` starts
+GRAM_FORM_MIN_ASPECT = 2  # long side / short side from which the Gram form has fewer FLOPs (break-even 1.75)
 
 
 def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
@@ -37,7 +40,6 @@ def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = t
     Singular values end between about 0.5 and 1.5. A stack runs as batched matmuls: a model's
     same-shaped weights (every layer's query projection, say) cost one kernel per product.
     """
-    a, b, c = COEFFICIENTS
     x = matrices.to(dtype)
     stacked = x.dim() == 3
     if not stacked:
@@ -46,11 +48,40 @@ def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = t
     if not wide:
         x = x.mT
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=EPS)  # spectral ≤ Frobenius ≤ 1: inside the basin
+    long_enough = x.shape[-1] >= GRAM_FORM_MIN_ASPECT * x.shape[-2]
+    x = newton_schulz_on_gram(x, steps) if long_enough and dtype.itemsize >= 4 else newton_schulz(x, steps)
+    x = x if wide else x.mT
+    return x if stacked else x[0]
+
+
+def newton_schulz(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The quintic iteration X ← a·X + (b·A + c·A²)·X, A = X·Xᵀ, on a stack of wide matrices [n, r, m]."""
+    a, b, c = COEFFICIENTS
     for _ in range(steps):
         gram = x @ x.mT
         x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    x = x if wide else x.mT
-    return x if stacked else x[0]
+    return x
+
+
+def newton_schulz_on_gram(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The same iteration carried on the small r×r Gram matrix, for wide matrices [n, r, m] with m ≥ 2r.
+
+    Every iterate is X_k = Q_k·X_0 with Q_k a polynomial in A_0 = X_0·X_0ᵀ, so A_k = Q_k²·A_0 and
+    the step is Q ← P·Q, A ← P·A·P with P = a·I + b·A + c·A²: r×r products only, and X_0 is read
+    twice instead of twice a step (30-50% fewer FLOPs for m = 3r to 5.5r). Equal in exact
+    arithmetic; squaring the Gram loses precision, so only for float32 and wider (about 1e-4 from
+    the direct form in float32, where torch's bfloat16 iteration is about 4e-3 from it).
+    """
+    a, b, c = COEFFICIENTS
+    gram = x @ x.mT
+    identity = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    product = None
+    for step in range(steps):
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c) + a * identity
+        product = poly if product is None else poly @ product
+        if step + 1 < steps:
+            gram = poly @ gram @ poly
+    return product @ x
 
 
 class Muon(torch.optim.Optimizer):
