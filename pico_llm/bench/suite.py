@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import TrainConfig, read_config_file, resolve
+from ..config import read_config_file, resolve
 from ..files import write_json, write_text
 from ..models.registry import build_model
 from ..training.launch import start_training
@@ -53,22 +53,14 @@ class EvalRecorder(Callback):
         self.records.append(record)
 
 
-def sized_run(name: str, data: str, suite: Suite, out: str) -> tuple[TrainConfig, dict]:
-    """The run config and model fields of one encoder, its width matched to the suite's parameter budget.
-
-    Called in the parent for every model: the meta device the sizing builds on costs 2.6 s on its
-    first use in a process, which each child would otherwise pay again.
-    """
+def bench_one(name: str, data: str, suite: Suite, out: str) -> dict:
+    """Train, time and probe one encoder (runs in a child process)."""
     flags = {"model": name, "data": data, "tokenizer": "byte", "batch_size": suite.batch_size,
              "time_budget": suite.time_budget, "seed": suite.seed, "out": str(Path(out, "runs", name)),
              "eval_every": 100, "eval_tokens": 16384, "max_steps": None, "epochs": None}
     config, fields = resolve(read_config_file(None), flags, {"context": suite.context})
     fields = match_params(name, suite.params, **fields, vocab_size=256)
-    return config, {k: v for k, v in fields.items() if k != "vocab_size"}
-
-
-def bench_one(name: str, config: TrainConfig, fields: dict, suite: Suite) -> dict:
-    """Train, time and probe one encoder (runs in a child process)."""
+    fields = {k: v for k, v in fields.items() if k != "vocab_size"}
     recorder = EvalRecorder()
     trainer, _ = start_training(config, fields, [recorder])
     summary = trainer.fit()
@@ -105,7 +97,7 @@ def run_suite(suite: Suite, data: str, models: list[str], out: str | Path) -> li
     for name in models:
         print(f"[bench] {name}: training for {suite.time_budget:.0f}s at ~{suite.params:,} parameters", flush=True)
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            result = pool.submit(bench_one, name, *sized_run(name, data, suite, str(out)), suite).result()
+            result = pool.submit(bench_one, name, data, suite, str(out)).result()
         achieved = result["flops_per_token"] * result["train_tokens_per_second"]
         if result["dtype"] not in peaks:
             peaks[result["dtype"]] = matmul_peak_flops(getattr(torch, result["dtype"]))
