@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import torch
-
 from ..errors import PicoError
 from ..models.registry import build_model, model_class
 
+MAX_WIDTH = 4096
+
 
 def count_params(name: str, **fields) -> int:
-    """Parameter count without allocating memory (the model is built on the meta device)."""
-    with torch.device("meta"):
-        return build_model(name, **fields).num_params()
+    """Parameter count of the model `fields` describe, built on the CPU.
+
+    The meta device would skip the allocation, but its first use in a process costs 1.9 s (every
+    child of a bench suite paid it), more than building the small models a search visits.
+    """
+    return build_model(name, **fields).num_params()
 
 
 def match_params(name: str, target: int, tolerance: float = 0.1, **fields) -> dict:
@@ -20,7 +23,11 @@ def match_params(name: str, target: int, tolerance: float = 0.1, **fields) -> di
     if width_field is None:
         return fields
     fields = {k: v for k, v in fields.items() if k != width_field}
-    lo, hi = 1, 4096 // step
+    largest = MAX_WIDTH // step
+    hi = 1
+    while hi < largest and count_params(name, **fields, **{width_field: hi * step}) < target:
+        hi = min(2 * hi, largest)  # doubling first: no model the search builds is far above the target
+    lo = max(1, hi // 2)
     while lo < hi:  # smallest multiple of the step reaching the target
         mid = (lo + hi) // 2
         if count_params(name, **fields, **{width_field: mid * step}) < target:
