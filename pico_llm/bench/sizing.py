@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..errors import PicoError
 from ..models.registry import build_model, model_class
 
@@ -23,21 +25,23 @@ def match_params(name: str, target: int, tolerance: float = 0.1, **fields) -> di
     if width_field is None:
         return fields
     fields = {k: v for k, v in fields.items() if k != width_field}
+
+    @functools.cache
+    def params_at(units: int) -> int:  # each width is built once, though the search visits some twice
+        return count_params(name, **fields, **{width_field: units * step})
+
     largest = MAX_WIDTH // step
     hi = 1
-    while hi < largest and count_params(name, **fields, **{width_field: hi * step}) < target:
-        hi = min(2 * hi, largest)  # doubling first: no model the search builds is far above the target
+    while hi < largest and params_at(hi) < target:
+        hi = min(2 * hi, largest)  # doubling first: the largest model built has about 4x the target's parameters
     lo = max(1, hi // 2)
     while lo < hi:  # smallest multiple of the step reaching the target
         mid = (lo + hi) // 2
-        if count_params(name, **fields, **{width_field: mid * step}) < target:
+        if params_at(mid) < target:
             lo = mid + 1
         else:
             hi = mid
-    candidates = [max(1, lo - 1) * step, lo * step]
-    best = min(candidates, key=lambda w: abs(count_params(name, **fields, **{width_field: w}) - target))
-    matched = {**fields, width_field: best}
-    params = count_params(name, **matched)
-    if abs(params - target) > tolerance * target:
-        raise PicoError(f"{name} cannot reach {target:,} parameters within {tolerance:.0%} by its {width_field} ({params:,})")
-    return matched
+    best = min((max(1, lo - 1), lo), key=lambda units: abs(params_at(units) - target))
+    if abs(params_at(best) - target) > tolerance * target:
+        raise PicoError(f"{name} cannot reach {target:,} parameters within {tolerance:.0%} by its {width_field} ({params_at(best):,})")
+    return {**fields, width_field: best * step}
