@@ -12,9 +12,7 @@ pass before it changes.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from ..errors import PicoError
 from ..files import write_json, write_text
 from ..models.registry import make_config
 from ..training.launch import start_training
+from .isolated import run_isolated
 
 
 @dataclass(frozen=True)
@@ -130,15 +129,13 @@ def run_ablation(arms: list[Arm], data: str, budget: float, seeds: int, out: str
     """Train every arm `seeds` times (one run at a time), then write results.json, results.md and a plot."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    spawn = multiprocessing.get_context("spawn")
     rows = []
     for arm in arms:
         runs = []
         for seed in range(seeds):
             print(f"[ablation] {arm.label} seed {seed}: {budget:.0f}s", flush=True)
             run_dir = str(out / "runs" / f"{arm.model}-{arm.name}-seed{seed}")
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                runs.append(pool.submit(train_arm, arm, data, budget, seed, run_dir, dtype).result())
+            runs.append(run_isolated(train_arm, arm, data, budget, seed, run_dir, dtype))
         rows.append(summarize(arm, runs))
         print(f"[ablation] {arm.label}: median {rows[-1]['median']:.4f} bits/byte, spread {rows[-1]['spread']:.4f}", flush=True)
     rows = verdicts(rows)

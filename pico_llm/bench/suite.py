@@ -9,9 +9,7 @@ FLOPs per token, MFU against a matmul peak measured here, and long-range probe a
 
 from __future__ import annotations
 
-import multiprocessing
 import resource
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from ..models.registry import build_model
 from ..training.launch import start_training
 from ..training.trainer import Callback
 from .generation import bench_generate
+from .isolated import run_isolated
 from .probes import VOCAB, probe_accuracy, train_on_probes
 from .sizing import match_params
 from .training import matmul_peak_flops
@@ -93,11 +92,9 @@ def run_suite(suite: Suite, data: str, models: list[str], out: str | Path) -> li
     out.mkdir(parents=True, exist_ok=True)
     peaks: dict[str, float] = {}  # measured for the dtypes the models train in (bfloat16 only where it is native)
     results = []
-    spawn = multiprocessing.get_context("spawn")
     for name in models:
         print(f"[bench] {name}: training for {suite.time_budget:.0f}s at ~{suite.params:,} parameters", flush=True)
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            result = pool.submit(bench_one, name, data, suite, str(out)).result()
+        result = run_isolated(bench_one, name, data, suite, str(out))
         achieved = result["flops_per_token"] * result["train_tokens_per_second"]
         if result["dtype"] not in peaks:
             peaks[result["dtype"]] = matmul_peak_flops(getattr(torch, result["dtype"]))
