@@ -1,6 +1,7 @@
 """Benchmarks: single-model timers, matched sizing, long-range probes and a tiny suite run."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -16,12 +17,20 @@ from pico_llm.bench.probes import (
     probe_accuracy,
 )
 from pico_llm.bench.generation import weight_bytes
+from pico_llm.bench.isolated import run_isolated
 from pico_llm.bench.sizing import count_params, match_params
 from pico_llm.bench.suite import Suite, run_suite
 from pico_llm.cli import main
 from pico_llm.models import BaseConfig, build_model, model_names
 
 from .conftest import REPO
+
+
+def test_each_isolated_job_has_a_process_of_its_own_and_raises_here():
+    first, second = run_isolated(os.getpid), run_isolated(os.getpid)
+    assert len({os.getpid(), first, second}) == 3
+    with pytest.raises(ValueError, match="invalid literal"):
+        run_isolated(int, "not a number")
 
 
 def test_weight_bytes_count_what_a_decoding_step_reads():

@@ -5,12 +5,14 @@ memory, threads and allocator state are its own. A spawned process re-imports to
 2 cores), and its first optimizer imports torch's compiler front end (another 2 s, even when
 nothing is compiled): about 5 s a job. Forking each job from a server process that imported all of
 that once, before any thread pool or accelerator was started, gives the same isolation for 0.04 s.
-Where a platform has no fork server (Windows), jobs are spawned.
+Only on Linux: Windows has no fork server, and macOS's system frameworks (Metal, behind MPS) are
+not safe to use in a forked process, which is why Python spawns there by default; both spawn.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -21,8 +23,8 @@ PRELOAD = ["torch", "torch._dynamo", "matplotlib.pyplot", "pico_llm.training.lau
 
 
 def job_context() -> multiprocessing.context.BaseContext:
-    """A fork server with the heavy imports done, or plain spawn where there is none."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """A fork server with the heavy imports done on Linux, plain spawn elsewhere."""
+    if not sys.platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
