@@ -39,7 +39,7 @@ class Suite:
 
 
 SUITES = {
-    "quick": Suite(time_budget=30, probe_seconds=10, generate_tokens=200),  # 8 models: 418 s on an AVX-512 EPYC (spawned), 423 s on a Zen 3
+    "quick": Suite(time_budget=30, probe_seconds=10, generate_tokens=200),  # 8 models: 418 s on an AVX-512 EPYC (spawned), 423-438 s on a Zen 3
     "standard": Suite(time_budget=300, probe_seconds=120, generate_tokens=500),
 }
 
