@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from pico_llm.errors import PicoError
 from pico_llm.models import build_model, model_class, model_names, model_spec
+from pico_llm.models.layers import RMSNorm
 from pico_llm.training.checkpoint import load_checkpoint, save_checkpoint
 
 # Every registered encoder in its debug flavour, plus variants that exercise options.
@@ -150,6 +151,27 @@ def test_softcap_bounds_the_logits():
     logits = model(torch.randint(0, 61, (2, 16)))
     assert logits.abs().max() <= 2.0 and logits.abs().max() > 1.9
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_rmsnorm_training_path_matches_torchs_values_and_gradients(dtype):
+    """The CPU training path (`_CPURMSNorm`) against `F.rms_norm` with autograd, on an uneven spectrum of rows."""
+    torch.manual_seed(0)
+    norm = RMSNorm(24).to(dtype)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = (torch.randn(3, 5, 24, dtype=dtype) * torch.logspace(-2, 2, 5, dtype=dtype)[:, None]).requires_grad_()
+    grad = torch.randn(3, 5, 24, dtype=dtype)
+    ours = norm(x)
+    ours_grads = torch.autograd.grad(ours, (x, norm.weight), grad)
+    reference = F.rms_norm(x, (24,), norm.weight, norm.eps)
+    reference_grads = torch.autograd.grad(reference, (x, norm.weight), grad)
+    tolerance = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(ours, reference, **tolerance)
+    for got, want in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(got, want, **tolerance)
+    assert ours.grad_fn is not None and type(ours.grad_fn).__name__ == "_CPURMSNormBackward"
+    assert torch.autograd.gradcheck(lambda t: norm.double()(t), (x.detach().double().requires_grad_(),))
 
 BAD_CONFIGS = [
     ("kgram_cnn", {"aggregation": "mean"}, "`aggregation` must be one of max, attention, got 'mean'"),
