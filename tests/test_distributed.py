@@ -31,10 +31,10 @@ def trained_params(text_file, batch_size: int, grad_accum: int, **overrides) -> 
     return trainer.model.state_dict()
 
 
-def assert_same_params(got: dict, expected: dict) -> None:
+def assert_same_params(got: dict, expected: dict, atol: float = 1e-5) -> None:
     assert got.keys() == expected.keys()  # no `module.` prefix from the DDP wrapper
     for name in expected:
-        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=atol, msg=name)
 
 
 def test_grad_accum_matches_one_big_batch(text_file):
@@ -68,14 +68,18 @@ def free_port() -> int:
 
 def test_every_encoder_trains_under_ddp_as_in_one_process(text_file, tmp_path):
     """Two gloo processes of batch 4 end where one process of batch 8 does, for every registered encoder, with
-    Muon and AdamW chained (each process orthogonalises the same averaged gradients)."""
+    Muon and AdamW chained (each process orthogonalises the same averaged gradients).
+
+    Newton–Schulz amplifies the last-bit difference of the two summation orders: the debug transformer's
+    weights end up to 1.2e-5 apart. Training on one process's half of the batch instead moves them by about
+    1e-2 (every encoder), so 1e-4 still tells a wrong average from rounding."""
     out = tmp_path / "ddp.pt"
     torch.multiprocessing.spawn(ddp_worker.train_every_model, args=(2, free_port(), str(text_file), str(out), "muon"),
                                 nprocs=2)
     distributed = torch.load(out, weights_only=True)
     assert {"kgram_mlp", "kgram_cnn", "transformer", "lstm", "cnn_attention", "cnn_mlp", "mamba", "gla"} <= set(distributed)
     for name, weights in distributed.items():
-        assert_same_params(weights, ddp_worker.train_a_few_steps(name, str(text_file), 8, "muon"))
+        assert_same_params(weights, ddp_worker.train_a_few_steps(name, str(text_file), 8, "muon"), atol=1e-4)
 
 
 def test_two_gloo_processes_match_one_process_and_resume(text_file, tmp_path):
