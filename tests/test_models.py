@@ -152,7 +152,6 @@ def test_softcap_bounds_the_logits():
     assert logits.abs().max() <= 2.0 and logits.abs().max() > 1.9
 
 
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_rmsnorm_training_path_matches_torchs_values_and_gradients(dtype):
     """The CPU training path (`_CPURMSNorm`) against `F.rms_norm` with autograd, on an uneven spectrum of rows."""
@@ -172,6 +171,17 @@ def test_rmsnorm_training_path_matches_torchs_values_and_gradients(dtype):
         torch.testing.assert_close(got, want, **tolerance)
     assert ours.grad_fn is not None and type(ours.grad_fn).__name__ == "_CPURMSNormBackward"
     assert torch.autograd.gradcheck(lambda t: norm.double()(t), (x.detach().double().requires_grad_(),))
+
+
+def test_rmsnorm_training_path_stays_float32_under_bfloat16_autocast():
+    """CPU autocast runs `vecdot` in bfloat16; the norm must not (its scale would be off by up to 0.4%)."""
+    torch.manual_seed(0)
+    norm, x = RMSNorm(64), torch.randn(4, 64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = norm(x)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, F.rms_norm(x, (64,), norm.weight, norm.eps), rtol=1e-6, atol=1e-6)
+
 
 BAD_CONFIGS = [
     ("kgram_cnn", {"aggregation": "mean"}, "`aggregation` must be one of max, attention, got 'mean'"),

@@ -84,16 +84,19 @@ class _CPURMSNorm(torch.autograd.Function):
     On the CPU, `F.rms_norm` is a chain of small kernels whose autograd graph saves and recomputes
     several tensors of x's size: forward + backward took 98 ms at nanoGPT's [64, 256, 384]
     activations and 6.0 ms at [32, 128, 128] on an AVX2 EPYC, against 59 and 4.5 ms here
-    (BENCHMARKS.md). dL/dx = r·(g·w − x·r²·mean(g·w·x)).
+    (BENCHMARKS.md). dL/dx = r·(g·w − x·r²·mean(g·w·x)). Float32 under autocast, as `F.rms_norm`:
+    CPU autocast would run `vecdot` in bfloat16.
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         rstd = torch.rsqrt(torch.linalg.vecdot(x, x).unsqueeze(-1).div_(x.shape[-1]).add_(eps))
         ctx.save_for_backward(x, rstd, weight)
         return x * rstd * weight
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None]:
         x, rstd, weight = ctx.saved_tensors
         grad_weight = (grad * x * rstd).flatten(0, -2).sum(0) if ctx.needs_input_grad[1] else None
