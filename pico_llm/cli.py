@@ -223,6 +223,7 @@ def _add_sampling_flags(parser: argparse.ArgumentParser) -> None:
 
 def cmd_generate(argv: list[str]) -> int:
     from .inference.generation import Sampling, encode_prompt, generate, stream
+    from .inference.layout import column_major
     from .inference.loading import load_run
     from .inference.quantize import quantize
 
@@ -235,7 +236,7 @@ def cmd_generate(argv: list[str]) -> int:
     Sampling(**sampling)  # check the values before anything prints
     run = load_run(args.run_dir, device=args.device)
     encode_prompt(run.tokenizer, args.prompt)
-    quantize(run.model, args.quantize)
+    column_major(quantize(run.model, args.quantize))
     options = {**sampling, "stop": args.stop}
     stats = {"tokens": 0}
     started = time.perf_counter()
@@ -463,6 +464,7 @@ def cmd_bench(argv: list[str]) -> int:
     from .bench.generation import bench_generate
     from .bench.training import bench_train
     from .config import TrainConfig
+    from .inference.layout import column_major
     from .inference.quantize import quantize
 
     parser = Parser(prog="pico-llm bench", description="Time generation or training; prints JSON.")
@@ -486,7 +488,7 @@ def cmd_bench(argv: list[str]) -> int:
     model = _bench_model(args, extra)
     if args.what == "generate":
         params = model.num_params()  # before quantization turns weights into buffers
-        result = bench_generate(quantize(model, args.quantize), args.prompt_tokens, args.new_tokens, args.repeats, bound=True)
+        result = bench_generate(column_major(quantize(model, args.quantize)), args.prompt_tokens, args.new_tokens, args.repeats, bound=True)
         result.update(params=params, quantize=args.quantize)
     else:
         config = TrainConfig(model=model.name, batch_size=args.batch_size, device=args.device, dtype=args.dtype)

@@ -42,9 +42,8 @@ class Int8Linear(nn.Module):
         return layer.to(linear.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight, self.scales)
-        y = y.reshape(*shape[:-1], -1).to(x.dtype)
+        y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16).reshape(-1, x.shape[-1]), self.weight, self.scales)
+        y = y.to(x.dtype) if x.dim() == 2 else y.view(*x.shape[:-1], -1).to(x.dtype)
         return y if self.bias is None else y + self.bias
 
 

@@ -179,10 +179,8 @@ class LanguageModel(nn.Module):
     def step(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState]:
         """Feed one new token per row [B, 1]; returns the logits for the position after it."""
         context = self.config.context
-        if not self.streams:
-            full = state.positions >= context
-            if bool(full.any()):
-                return self._slide(tokens, state, full)
+        if not self.streams and (state.pos >= context if isinstance(state.pos, int) else bool((state.pos >= context).any())):
+            return self._slide(tokens, state, state.positions >= context)
         logits = self._step(tokens, state)
         state.pos = state.pos + 1
         state.history = torch.cat([state.history, tokens], dim=1)[:, -context:]

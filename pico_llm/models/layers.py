@@ -73,7 +73,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and torch.is_grad_enabled() and x.dtype == self.weight.dtype:
+        if torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == self.weight.dtype:
             return _CPURMSNorm.apply(x, self.weight, self.eps)
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
@@ -125,17 +125,28 @@ class Rotary(nn.Module):
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)
         self.register_buffer("rotations", torch.stack((angles.cos(), angles.sin()), dim=-1), persistent=False)
+        self.table = torch.view_as_complex(self.rotations)
+
+    def _apply(self, fn, recurse: bool = True):
+        module = super()._apply(fn, recurse)
+        self.table = torch.view_as_complex(self.rotations.float())  # `.to()` moved or recast the rotations
+        return module
 
     def forward(self, x: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
         """x: [..., B, H, T, head_dim] at positions offset..offset+T-1, or [..., B, H, 1, head_dim] with one
-        position per row (`offset` [B]); computed in float32, returned in x's dtype."""
+        position per row (`offset` [B]); computed in float32, returned in x's dtype.
+
+        The complex64 table is built once, not per call: a decoding step is bound by its count of small
+        kernels (BENCHMARKS.md). It follows the rotations buffer through `.to()`, which would drop
+        the imaginary part of a complex buffer cast to a real dtype.
+        """
         if isinstance(offset, torch.Tensor):
-            rotations = self.rotations[offset][:, None, None]  # [B, 1, 1, head_dim / 2, 2]
+            rotations = self.table[offset][:, None, None]  # [B, 1, 1, head_dim / 2]
         else:
-            rotations = self.rotations[offset : offset + x.shape[-2]]
-        rotations = torch.view_as_complex(rotations.float())
-        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-        return torch.view_as_real(pairs * rotations).flatten(-2).type_as(x)
+            rotations = self.table[offset : offset + x.shape[-2]]
+        pairs = torch.view_as_complex(x.float().view(*x.shape[:-1], -1, 2))
+        rotated = torch.view_as_real(pairs * rotations).view(x.shape)
+        return rotated if rotated.dtype == x.dtype else rotated.to(x.dtype)
 
 
 class KVCache:
@@ -196,11 +207,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, drop
     """
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout)
-    with torch.autocast("cpu", enabled=False):
-        q, k, v = q.float(), k.float(), v.float()
-        if dropout == 0.0:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-        return _attend_with_dropout(q, k, v, causal, dropout, mask)
+    if torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return attend(q, k, v, causal, dropout, mask)
+    q, k, v = q.float(), k.float(), v.float()
+    if dropout == 0.0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    return _attend_with_dropout(q, k, v, causal, dropout, mask)
 
 
 def _attend_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, dropout: float,
