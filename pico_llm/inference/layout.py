@@ -3,8 +3,8 @@
 A decoding step multiplies one row of activations by every weight matrix, so its speed is that of
 the BLAS matrix-vector product. `nn.Linear` keeps its weight [out, in] row-major, which MKL reads
 as a transposed product; the same values stored column-major (the transpose contiguous) take its
-plain path: the 25 products of the 10.65M transformer ran 1.37-1.43x faster so on an AVX2-only EPYC
-(3.74 against 2.62 ms), and exact decoding 1.2-1.5x faster (BENCHMARKS.md). Products of 4-128 rows
+plain path: the 25 one-row products of the 10.65M transformer ran 1.41x faster so on an AVX2-only
+EPYC (3.05 against 2.16 ms), and its exact decoding 1.14x (BENCHMARKS.md). Products of 4-128 rows
 ran 3-10% slower that way, so batched serving keeps the training layout. Only the summation order
 changes: logits move by rounding (about 1e-6).
 """
