@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from .errors import PicoError, PicoWarning
+from .training.allocator import keep_freed_memory
 
 if typing.TYPE_CHECKING:
     from .training.run import RunFolder
@@ -516,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
               "`pico-llm train --help` for its flags)")
         return 0
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "train"
+    keep_freed_memory()
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
