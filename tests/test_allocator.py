@@ -1,5 +1,6 @@
 """Freed memory stays in the process: a step's activations reuse last step's pages instead of faulting new ones."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -29,7 +30,8 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 4)
 
 
 def faults_per_step(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP, mode], capture_output=True, text=True, check=True)
+    env = {name: value for name, value in os.environ.items() if name not in ("PICO_LLM_SYSTEM_MALLOC", "GLIBC_TUNABLES")}
+    done = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP, mode], capture_output=True, text=True, check=True, env=env)
     return int(done.stdout)
 
 
