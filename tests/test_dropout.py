@@ -60,3 +60,19 @@ def test_attention_dropout_drops_probabilities_with_the_mask_it_drew():
     expected = (probs * keep / (1 - dropped)) @ v
     assert torch.allclose(out, expected, atol=1e-5)
     assert torch.allclose(attend(q, k, v, causal=True), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_attention_dropout_honours_an_explicit_mask(kind):
+    """A mask of either kind, per batch row, hides the same scores as in the plain formula."""
+    torch.manual_seed(5)
+    q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
+    visible = torch.rand(2, 1, 16, 16) > 0.4
+    visible[..., 0] = True  # every query sees at least one key
+    mask = visible if kind == "bool" else torch.zeros(visible.shape).masked_fill(~visible, float("-inf"))
+    torch.manual_seed(6)
+    out = attend(q, k, v, causal=False, dropout=0.3, mask=mask)
+    torch.manual_seed(6)
+    keep, dropped = keep_mask((2, 3, 16, 16), 0.3)
+    probs = torch.softmax((q @ k.mT / math.sqrt(8)).masked_fill(~visible, float("-inf")), dim=-1)
+    assert torch.allclose(out, (probs * keep / (1 - dropped)) @ v, atol=1e-5)
