@@ -3,9 +3,10 @@
 glibc's malloc serves blocks over its mmap threshold (at most 32 MB) with a fresh `mmap` and gives
 them back with `munmap` on free, and trims the heap top above 128 KB. A training step allocates and
 frees the same activations and gradients every time, so every step the kernel hands out and zeroes
-new pages: about 420,000 minor page faults per forward and backward pass at nanoGPT's 10.65M shape
-(batch 64, context 256), ~15% of the step on a 2-core Zen 3. With mmap off and trimming out of
-reach, freed blocks stay in malloc's free lists and the next step reuses them (~9,000 faults a step).
+new pages: 370,000-510,000 minor page faults per forward and backward pass at nanoGPT's 10.65M
+shape (batch 64, context 256). With mmap off and trimming out of reach, freed blocks stay in
+malloc's free lists and the next step reuses them (about one fault a step): whole training steps
+1.11-1.26x faster on a 2-core Zen 3 (BENCHMARKS.md).
 
 The cost is that memory freed during a run is not returned to the system until the process ends;
 the peak resident size is what the run needed at its peak. It applies only where the C library is
