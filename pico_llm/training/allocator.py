@@ -8,8 +8,8 @@ shape (batch 64, context 256). With mmap off and trimming out of reach, freed bl
 malloc's free lists and the next step reuses them (about one fault a step): whole training steps
 1.11-1.26x faster on a 2-core Zen 3 (BENCHMARKS.md).
 
-The cost is that memory freed during a run is not returned to the system until the process ends;
-the peak resident size is what the run needed at its peak. It applies only where the C library is
+The cost is that memory freed during a run is not returned to the system until the process ends,
+and the peak resident size grows with malloc's fragmentation (+8% at that shape). It applies only where the C library is
 glibc (Linux); elsewhere, or with PICO_LLM_SYSTEM_MALLOC=1, nothing changes.
 """
 
