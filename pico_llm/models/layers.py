@@ -237,13 +237,12 @@ def _attend_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, caus
 def _score_bias(length: int, keys: int, causal: bool, mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
     """What attention adds to its scores: -inf where a query may not look (causal, or a False in a bool mask)."""
     if causal:
-        hidden = torch.ones(length, keys, dtype=torch.bool, device=device).triu(1)
-        return torch.zeros(length, keys, device=device).masked_fill(hidden, float("-inf"))
+        mask = torch.ones(length, keys, dtype=torch.bool, device=device).tril()
     if mask is None:
         return torch.zeros(length, keys, device=device)
-    if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, device=device).masked_fill(~mask, float("-inf"))
-    return mask.float()
+    if mask.dtype != torch.bool:
+        return mask.float()
+    return torch.zeros(mask.shape, device=device).masked_fill(~mask, float("-inf"))
 
 
 class CausalSelfAttention(nn.Module):

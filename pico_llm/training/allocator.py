@@ -6,11 +6,11 @@ frees the same activations and gradients every time, so every step the kernel ha
 new pages: 370,000-510,000 minor page faults per forward and backward pass at nanoGPT's 10.65M
 shape (batch 64, context 256). With mmap off and trimming out of reach, freed blocks stay in
 malloc's free lists and the next step reuses them (about one fault a step): whole training steps
-1.11-1.26x faster on a 2-core Zen 3 (BENCHMARKS.md).
+1.11-1.26x faster on a 2-core AVX2-only Zen 3 (BENCHMARKS.md).
 
 The cost is that memory freed during a run is not returned to the system until the process ends,
-and the peak resident size grows with malloc's fragmentation (+8% at that shape). It applies only where the C library is
-glibc (Linux); elsewhere, or with PICO_LLM_SYSTEM_MALLOC=1, nothing changes.
+and the peak resident size grows with malloc's fragmentation (+8% at that shape). It applies only
+where the C library is glibc (Linux); elsewhere, or with PICO_LLM_SYSTEM_MALLOC=1, nothing changes.
 """
 
 from __future__ import annotations
