@@ -15,6 +15,7 @@ from pico_llm import Callback, TrainConfig, Trainer, build_model, load_corpus, l
 from pico_llm.errors import PicoError
 from pico_llm.training.checkpoint import load_checkpoint, save_checkpoint
 from pico_llm.training.launch import resume_training, start_training
+from pico_llm.training.run import LOCK_FILE, RunLock
 
 from .conftest import REPO
 
@@ -182,6 +183,22 @@ def test_a_second_writer_is_refused_with_the_holders_pid(text_file, tmp_path):
         resume_training(folder.path, {})
     trainer.fit()  # the lock goes with the run: afterwards the folder is free
     resume_training(folder.path, {})[0].fit()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="run folders are locked with fcntl")
+def test_processes_probing_a_run_at_once_do_not_refuse_each_other(tmp_path):
+    import fcntl
+
+    (tmp_path / LOCK_FILE).write_text("12345")
+    with open(tmp_path / LOCK_FILE) as other_probe:  # another torchrun rank probing the same run right now
+        fcntl.flock(other_probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        RunLock.check_free(tmp_path)
+    training = RunLock(tmp_path)
+    training.acquire()
+    with pytest.raises(PicoError, match=f"in use by another training \\(PID {os.getpid()}\\)"):
+        RunLock.check_free(tmp_path)
+    training.release()
+    RunLock.check_free(tmp_path)
 
 
 def test_a_finished_run_is_not_overwritten_without_asking(text_file, tmp_path):

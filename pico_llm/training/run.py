@@ -67,15 +67,7 @@ class RunLock:
         if fcntl is None:
             return
         handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise PicoError(
-                f"{self.path.parent} is in use by another training (PID {holder}); wait for it to finish, or choose another `out`"
-            ) from None
+        self._lock_or_refuse(handle, fcntl.LOCK_EX, self.path.parent)
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -84,11 +76,28 @@ class RunLock:
 
     @classmethod
     def check_free(cls, folder: Path) -> None:
-        """Fail now, with the holder's PID, if another process trains into `folder` (before any slow start-up)."""
-        if (folder / LOCK_FILE).exists():
-            probe = cls(folder)
-            probe.acquire()
-            probe.release()
+        """Fail now, with the holder's PID, if another process trains into `folder` (before any slow start-up).
+
+        The probe takes a shared lock, which only a training's exclusive one refuses: the ranks of a
+        torchrun job resuming a run all probe it at once, and exclusive probes refused each other.
+        """
+        if fcntl is None or not (folder / LOCK_FILE).exists():
+            return
+        with open(folder / LOCK_FILE) as handle:
+            cls._lock_or_refuse(handle, fcntl.LOCK_SH, folder)
+
+    @staticmethod
+    def _lock_or_refuse(handle, mode: int, folder: Path) -> None:
+        """Take the lock (`mode`) without waiting, or close `handle` and name the training that holds it."""
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise PicoError(
+                f"{folder} is in use by another training (PID {holder}); wait for it to finish, or choose another `out`"
+            ) from None
 
     @property
     def held(self) -> bool:
