@@ -26,6 +26,7 @@ VARIANTS.update({
     "mamba-learned-stack": {"pos_embedding": "learned", "stack": 2, "expand": 1},
     "gla-gelu": {"mlp": "gelu", "key_ratio": 1.0},
     "kgram_cnn-relu2": {"gated": False, "activation": "relu2"},
+    "kgram_cnn-mlp": {"mlp_ratio": 2.0},
     "transformer-speedrun": {"qk_norm": True, "mlp": "relu2", "value_residual": True, "unet": True, "softcap": 15.0,
                              "tie_embeddings": False, "n_layer": 3},
     "cnn_attention-speedrun": {"qk_norm": True, "mlp": "relu2", "value_residual": True, "softcap": 10.0,
@@ -141,6 +142,17 @@ def test_zero_init_starts_every_block_as_the_identity_and_then_learns(name):
     F.cross_entropy(model(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten()).backward()
     optimizer.step()
     assert not torch.allclose(model(changed)[:, -1], model(tokens)[:, -1], atol=1e-4)
+
+
+def test_zero_init_makes_each_conv_block_with_its_mlp_the_identity():
+    """Position-wise MLPs do not mix positions, so the test above cannot see them: check each block directly."""
+    torch.manual_seed(0)
+    model = build_model("kgram_cnn", vocab_size=61, context=32, zero_init=True, mlp_ratio=2.0, **model_class("kgram_cnn").debug)
+    x = torch.randn(2, model.config.width, 32)
+    for block in model.features.blocks:
+        torch.testing.assert_close(block(x), x, rtol=0, atol=0)
+    model.features.blocks[0].mlp.down.bias.data.fill_(0.1)
+    assert not torch.equal(model.features.blocks[0](x), x)
 
 
 def test_softcap_bounds_the_logits():

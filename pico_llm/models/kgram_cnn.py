@@ -39,6 +39,7 @@ class KgramCNNConfig(BaseConfig):
     layer_norm: bool = True
     aggregation: str = option("max", choices=AGGREGATIONS)
     dropout: float = option(0.0, min=0.0, below=1.0)
+    mlp_ratio: float = option(0.0, min=0.0)  # > 0: each block adds a position-wise MLP that wide (MetaFormer)
     zero_init: bool = False  # blocks start as the identity: a GLU's value half (or a GELU conv) is zero
 
     def __post_init__(self) -> None:
@@ -94,6 +95,28 @@ class ConvBranch(nn.Module):
         return self.activate(F.conv1d(taps, self.conv.weight, self.conv.bias))
 
 
+class PointwiseMLP(nn.Module):
+    """Pre-norm position-wise MLP on [B, C, T]: mixes channels after the convolution mixed positions."""
+
+    def __init__(self, config: KgramCNNConfig):
+        super().__init__()
+        hidden = max(1, round(config.mlp_ratio * config.width))
+        self.norm = nn.LayerNorm(config.width) if config.layer_norm else nn.Identity()
+        self.up = nn.Linear(config.width, hidden)
+        self.down = nn.Linear(hidden, config.width)
+        self.activation = config.activation
+        self.dropout = Dropout(config.dropout)
+
+    def zero_outputs(self) -> None:
+        nn.init.zeros_(self.down.weight)
+        nn.init.zeros_(self.down.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(self.norm(x.transpose(1, 2)))
+        h = F.relu(h).square() if self.activation == "relu2" else F.gelu(h)
+        return x + self.dropout(self.down(h)).transpose(1, 2)
+
+
 class ConvBlock(nn.Module):
     """Pre-norm residual block of parallel conv branches, aggregated per position."""
 
@@ -108,6 +131,7 @@ class ConvBlock(nn.Module):
         if config.aggregation == "attention" and len(self.branches) > 1:
             self.branch_query = nn.Parameter(torch.zeros(config.width))
         self.dropout = Dropout(config.dropout)
+        self.mlp = PointwiseMLP(config) if config.mlp_ratio > 0 else None
 
     def aggregate(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         if len(outputs) == 1:
@@ -121,6 +145,8 @@ class ConvBlock(nn.Module):
     def zero_outputs(self) -> None:
         for branch in self.branches:
             branch.zero_outputs()
+        if self.mlp is not None:
+            self.mlp.zero_outputs()
 
     def normed(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
@@ -130,13 +156,16 @@ class ConvBlock(nn.Module):
         h = self.normed(x)
         if caches is not None:
             caches[key] = tail(h, self.span, dim=2)
-        return x + self.dropout(self.aggregate([branch(h) for branch in self.branches]))
+        return self.mixed(x + self.dropout(self.aggregate([branch(h) for branch in self.branches])))
+
+    def mixed(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.mlp is None else self.mlp(x)
 
     def step(self, x: torch.Tensor, caches: dict, key: str) -> torch.Tensor:
         """x: [B, C, 1], one new position; costs O(kernel) per branch whatever the sequence length."""
         buffer = torch.cat([caches[key], self.normed(x)], dim=2)[:, :, 1:]
         caches[key] = buffer
-        return x + self.aggregate([branch.step(buffer) for branch in self.branches])
+        return self.mixed(x + self.aggregate([branch.step(buffer) for branch in self.branches]))
 
 
 class ConvStack(nn.Module):
