@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import option
 from .base import LanguageModel
-from .kgram_cnn import ConvBlock, ConvStack, KgramCNNConfig
+from .kgram_cnn import ACTIVATIONS, ConvBlock, ConvStack, KgramCNNConfig
 from .kgram_mlp import KgramHead
 from .layers import AttentionFields, KVCache, TransformerBlock, make_norm, soft_cap
 from .processors import TokenInput
@@ -28,7 +28,10 @@ from .registry import register_model
 
 @dataclass
 class CNNAttentionConfig(AttentionFields, KgramCNNConfig):
+    width: int = option(192, min=1)  # the conv blocks of the hybrids keep the plain layout (no MLP)
     n_layers: int = option(6, min=1)
+    activation: str = option("gelu", choices=ACTIVATIONS)
+    mlp_ratio: float = option(0.0, min=0.0)
     attention_every: int = option(3, min=1)
 
     dim_field = "width"
@@ -93,7 +96,10 @@ class CNNAttention(LanguageModel):
 class CNNMLPConfig(KgramCNNConfig):
     """`n_layers` and `layer_norm` are the conv stack's; the k-gram head has `mlp_layers` and no norm."""
 
+    width: int = option(192, min=1)
     n_layers: int = option(4, min=1)
+    activation: str = option("gelu", choices=ACTIVATIONS)
+    mlp_ratio: float = option(0.0, min=0.0)
     k: int = option(8, min=1)
     hidden: int = option(512, min=1)
     mlp_layers: int = option(1, min=1)
