@@ -44,9 +44,10 @@ def test_grad_accum_matches_one_big_batch(text_file):
 def train_flags(text_file, steps: int) -> list[str]:
     """One tiny run's flags; an empty --config because the runs start in different folders.
 
-    A GELU MLP, not the default ReLU²: a ReLU² unit dead in every row has a gradient of exactly 0 in one
-    process and about 1e-12 after the two ranks' sum in the other, and AdamW turns either into a step
-    of 0 or of the full learning rate, so the weights part by lr where the arithmetic agreed to 1e-12.
+    A GELU MLP, not the default ReLU²: with ReLU² the MLP's output weights part beyond 1e-5 after 4 steps,
+    most likely because AdamW divides by the gradient's own size, so a weight whose gradient is 0 in one
+    process and a rounding error in the other (a unit dead in most rows) moves by 0 in one and by about
+    the learning rate in the other.
     """
     no_config = text_file.parent / "empty_config.json"
     no_config.write_text("{}")
