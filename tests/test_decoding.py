@@ -11,7 +11,7 @@ VARIANTS.update({
     "kgram_mlp-learned-stack": {"pos_embedding": "learned", "stack": 2},
     "kgram_cnn-branches-attention": {"kernel_sizes": (2, 3, 5), "aggregation": "attention", "gated": False},
     "kgram_cnn-learned": {"pos_embedding": "learned"},
-    "kgram_cnn-mlp": {"mlp_ratio": 2.0, "activation": "relu2"},
+    "kgram_cnn-no-mlp": {"mlp_ratio": 0.0},
     "cnn_attention-mlp": {"mlp_ratio": 1.5, "attention_every": 2},
     "transformer-learned-classic": {"pos_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "stack": 3},
     "cnn_attention-every": {"attention_every": 1},

@@ -26,7 +26,7 @@ VARIANTS.update({
     "mamba-learned-stack": {"pos_embedding": "learned", "stack": 2, "expand": 1},
     "gla-gelu": {"mlp": "gelu", "key_ratio": 1.0},
     "kgram_cnn-relu2": {"gated": False, "activation": "relu2"},
-    "kgram_cnn-mlp": {"mlp_ratio": 2.0},
+    "kgram_cnn-no-mlp": {"mlp_ratio": 0.0, "activation": "gelu"},
     "transformer-speedrun": {"qk_norm": True, "mlp": "relu2", "value_residual": True, "unet": True, "softcap": 15.0,
                              "tie_embeddings": False, "n_layer": 3},
     "cnn_attention-speedrun": {"qk_norm": True, "mlp": "relu2", "value_residual": True, "softcap": 10.0,

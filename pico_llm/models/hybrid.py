@@ -27,11 +27,17 @@ from .registry import register_model
 
 
 @dataclass
-class CNNAttentionConfig(AttentionFields, KgramCNNConfig):
-    width: int = option(192, min=1)  # the conv blocks of the hybrids keep the plain layout (no MLP)
-    n_layers: int = option(6, min=1)
+class PlainConvConfig(KgramCNNConfig):
+    """The hybrids' conv blocks keep the plain layout by default: width 192, GELU, no MLP (`mlp_ratio` opts in)."""
+
+    width: int = option(192, min=1)
     activation: str = option("gelu", choices=ACTIVATIONS)
     mlp_ratio: float = option(0.0, min=0.0)
+
+
+@dataclass
+class CNNAttentionConfig(AttentionFields, PlainConvConfig):
+    n_layers: int = option(6, min=1)
     attention_every: int = option(3, min=1)
 
     dim_field = "width"
@@ -93,13 +99,10 @@ class CNNAttention(LanguageModel):
 
 
 @dataclass
-class CNNMLPConfig(KgramCNNConfig):
+class CNNMLPConfig(PlainConvConfig):
     """`n_layers` and `layer_norm` are the conv stack's; the k-gram head has `mlp_layers` and no norm."""
 
-    width: int = option(192, min=1)
     n_layers: int = option(4, min=1)
-    activation: str = option("gelu", choices=ACTIVATIONS)
-    mlp_ratio: float = option(0.0, min=0.0)
     k: int = option(8, min=1)
     hidden: int = option(512, min=1)
     mlp_layers: int = option(1, min=1)

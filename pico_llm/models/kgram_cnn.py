@@ -43,7 +43,7 @@ class KgramCNNConfig(BaseConfig):
     aggregation: str = option("max", choices=AGGREGATIONS)
     dropout: float = option(0.0, min=0.0, below=1.0)
     mlp_ratio: float = option(3.0, min=0.0)  # > 0: each block adds a position-wise MLP that wide (MetaFormer); 0: none
-    zero_init: bool = False  # blocks start as the identity: a GLU's value half (or a GELU conv) is zero
+    zero_init: bool = False  # blocks start as the identity: a GLU's value half (or a GELU conv) and the MLP's output are zero
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,6 +55,11 @@ class KgramCNNConfig(BaseConfig):
 
     def dilation(self, layer: int) -> int:
         return self.dilation_base ** (layer % self.dilation_cycle)
+
+
+def activate(h: torch.Tensor, kind: str) -> torch.Tensor:
+    """ReLU² (relu(h)², two cheap kernels) or GELU: the `activation` of an ungated branch and of the MLP."""
+    return F.relu(h).square() if kind == "relu2" else F.gelu(h)
 
 
 class CausalConv1d(nn.Conv1d):
@@ -80,7 +85,7 @@ class ConvBranch(nn.Module):
     def activate(self, h: torch.Tensor) -> torch.Tensor:
         if self.gated:
             return F.glu(h, dim=1)
-        return F.relu(h).square() if self.activation == "relu2" else F.gelu(h)
+        return activate(h, self.activation)
 
     def zero_outputs(self) -> None:
         """The branch outputs zero at first but still learns: the GLU's value half (or the whole GELU conv) is zero."""
@@ -115,8 +120,7 @@ class PointwiseMLP(nn.Module):
         nn.init.zeros_(self.down.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.up(self.norm(x.transpose(1, 2)))
-        h = F.relu(h).square() if self.activation == "relu2" else F.gelu(h)
+        h = activate(self.up(self.norm(x.transpose(1, 2))), self.activation)
         return x + self.dropout(self.down(h)).transpose(1, 2)
 
 
