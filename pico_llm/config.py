@@ -27,6 +27,7 @@ from .errors import PicoError
 DEFAULT_CONFIG_FILE = Path("experiments/config.json")
 MAX_SEED = 2**63 - 1
 OPTIMIZERS = ("adamw", "muon")
+NS_COEFFICIENTS = ("jordan", "polar_express")  # Muon's Newton–Schulz quintics (training/muon.py)
 SCHEDULES = ("cosine", "wsd")
 
 
@@ -109,6 +110,7 @@ class TrainConfig:
     muon_momentum_warmup: int = option(300, min=0)
     muon_weight_decay: float = option(0.0, min=0.0, max=10.0)
     muon_ns_steps: int = option(5, min=1, max=20)
+    muon_ns_coefficients: str = option("jordan", choices=NS_COEFFICIENTS)
     schedule: str = option("cosine", choices=SCHEDULES)
     cooldown: float = option(0.4, above=0.0, max=1.0)
     min_lr_ratio: float = option(0.1, min=0.0, max=1.0)

@@ -81,5 +81,5 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
         return fallback
     muon = Muon(muon_params, lr=config.muon_lr, momentum=config.muon_momentum, weight_decay=config.muon_weight_decay,
                 momentum_warmup=config.muon_momentum_warmup, ns_steps=config.muon_ns_steps,
-                ns_dtype=newton_schulz_dtype(device))
+                ns_dtype=newton_schulz_dtype(device), ns_coefficients=config.muon_ns_coefficients)
     return ChainedOptimizer(muon, fallback)
