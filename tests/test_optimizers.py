@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from pico_llm import TrainConfig, Trainer, build_model, load_corpus
 from pico_llm.errors import PicoError
 from pico_llm.models import model_class, model_names
-from pico_llm.training.muon import Muon, newton_schulz, newton_schulz_on_gram, orthogonalize, step_coefficients
+from pico_llm.config import NS_COEFFICIENTS
+from pico_llm.training.muon import (NS_SCHEDULES, Muon, newton_schulz, newton_schulz_on_gram, orthogonalize,
+                                    step_coefficients)
 from pico_llm.training.optimizers import ChainedOptimizer, build_optimizer, hidden_matrices
 
 
@@ -55,6 +57,7 @@ def test_newton_schulz_on_the_gram_matrix_is_the_same_polynomial(shape, coeffici
     assert error < 1e-3
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_polar_express_gets_closer_to_orthogonal_than_jordan_in_five_steps(dtype):
     """On a gradient-like spectrum, five Polar Express steps leave the typical singular value within 5% of 1
@@ -85,6 +88,7 @@ def test_the_train_config_picks_muons_newton_schulz_coefficients():
     config = TrainConfig(model="transformer", optimizer="muon", muon_ns_coefficients="polar_express", device="cpu")
     muon = build_optimizer(model, config, torch.device("cpu")).optimizers[0]
     assert muon.ns_coefficients == "polar_express"
+    assert set(NS_COEFFICIENTS) == set(NS_SCHEDULES)  # the config offers exactly the schedules Muon has
     with pytest.raises(PicoError, match="muon_ns_coefficients"):
         TrainConfig(muon_ns_coefficients="newton")
 

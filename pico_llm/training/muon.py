@@ -31,27 +31,25 @@ from collections import defaultdict
 
 import torch
 
-from ..config import NS_COEFFICIENTS
-
-JORDAN = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic: the steepest slope at zero that still converges
-POLAR_EXPRESS = (  # the speedrun's five steps, computed with a 2% safety factor (hence the input's norm × 1.02)
-    (8.156554524902461, -22.48329292557795, 15.878769915207462),
-    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
-    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
-    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
-    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
-)
-POLAR_EXPRESS_SAFETY = 1.02
+NS_SCHEDULES = {  # name: (the quintic (a, b, c) of each step, the last repeating; the scale on the input's norm)
+    "jordan": (((3.4445, -4.7750, 2.0315),), 1.0),  # Keller Jordan's: the steepest slope at zero that still converges
+    "polar_express": ((  # the speedrun's five steps, computed with a 2% safety factor (hence the norm × 1.02)
+        (8.156554524902461, -22.48329292557795, 15.878769915207462),
+        (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+        (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+        (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+        (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+    ), 1.02),
+}
 EPS = 1e-7
 WARMUP_MOMENTUM = 0.85  # where `momentum_warmup` starts
 GRAM_FORM_MIN_ASPECT = 2  # long side / short side from which the Gram form has fewer FLOPs (break-even 1.75)
 
 
 def step_coefficients(kind: str, steps: int) -> list[tuple[float, float, float]]:
-    """The quintic (a, b, c) of each of `steps` iterations; past its five, Polar Express repeats its last."""
-    if kind == "jordan":
-        return [JORDAN] * steps
-    return [POLAR_EXPRESS[min(step, len(POLAR_EXPRESS) - 1)] for step in range(steps)]
+    """The quintic (a, b, c) of each of `steps` iterations of schedule `kind`; past its end, its last repeats."""
+    quintics, _ = NS_SCHEDULES[kind]
+    return [quintics[min(step, len(quintics) - 1)] for step in range(steps)]
 
 
 def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16,
@@ -59,7 +57,7 @@ def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = t
     """≈ U·Vᵀ of each matrix = U·S·Vᵀ in `matrices` ([rows, cols] or a stack [n, rows, cols]), in `dtype`.
 
     Singular values end between about 0.5 and 1.5 with Jordan's quintic (`coefficients`, one of
-    NS_COEFFICIENTS), closer to 1 with Polar Express's. A stack runs as batched matmuls: a model's
+    NS_SCHEDULES), closer to 1 with Polar Express's. A stack runs as batched matmuls: a model's
     same-shaped weights (every layer's query projection, say) cost one kernel per product.
     """
     x = matrices.to(dtype)
@@ -69,8 +67,7 @@ def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = t
     wide = x.shape[-2] <= x.shape[-1]
     if not wide:
         x = x.mT
-    norm = x.norm(dim=(-2, -1), keepdim=True) * (POLAR_EXPRESS_SAFETY if coefficients == "polar_express" else 1.0)
-    x = x / norm.clamp(min=EPS)  # spectral ≤ Frobenius ≤ 1: inside the basin
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) * NS_SCHEDULES[coefficients][1]).clamp(min=EPS)  # spectral ≤ 1
     schedule = step_coefficients(coefficients, steps)
     long_enough = x.shape[-1] >= GRAM_FORM_MIN_ASPECT * x.shape[-2]
     x = newton_schulz_on_gram(x, schedule) if long_enough and dtype.itemsize >= 4 else newton_schulz(x, schedule)
@@ -120,8 +117,8 @@ class Muon(torch.optim.Optimizer):
                  ns_dtype: torch.dtype = torch.bfloat16, ns_coefficients: str = "jordan"):
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov,
                                   "ns_steps": ns_steps, "momentum_warmup": momentum_warmup})
-        if ns_coefficients not in NS_COEFFICIENTS:
-            raise ValueError(f"ns_coefficients must be one of {', '.join(NS_COEFFICIENTS)}, got {ns_coefficients!r}")
+        if ns_coefficients not in NS_SCHEDULES:
+            raise ValueError(f"ns_coefficients must be one of {', '.join(NS_SCHEDULES)}, got {ns_coefficients!r}")
         self.ns_dtype = ns_dtype
         self.ns_coefficients = ns_coefficients
         for group in self.param_groups:
